@@ -1,0 +1,31 @@
+# ragbot — user-facing commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help install dev test lint fmt build clean-stack
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## install the local stack into .local/ (PostgreSQL+pgvector, DynamoDB Local, s3s-fs, model)
+	@bash infra/local/install.sh stack
+
+dev: ## install what is missing, start the local stack, migrate and serve the API on 127.0.0.1:3000
+	@bash infra/local/dev.sh
+
+test: ## install what is missing, start a throwaway stack on free ports, run every test, tear down
+	@bash infra/local/test.sh
+
+lint: ## cargo fmt --check and clippy with warnings denied
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	cargo fmt --all
+
+build: ## release build of every function and the operator binary (host architecture)
+	cargo build --release --workspace --bins
+
+clean-stack: ## stop a leftover dev stack and delete its data (.local/dev-stack)
+	-@bash infra/local/stack.sh down .local/dev-stack
+	rm -rf .local/dev-stack

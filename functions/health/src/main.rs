@@ -1,0 +1,19 @@
+//! health Lambda: `GET /health`, `/health/db`, `/health/ready`.
+//! Cold start wires config, pool and clients once; every invocation reuses them.
+
+use lambda_http::Error;
+use ragbot::{http, telemetry, AppState, Config};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("health: {e}");
+            std::process::exit(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let state = AppState::init(config).await?;
+    lambda_http::run(http::app(http::health::routes(), state)).await
+}

@@ -1,0 +1,134 @@
+//! `ragbot` — the operator binary: local dev server, database bootstrap and migrations.
+//! Later issues add admin subcommands (token, embed, ingest, seed, eval, backups).
+
+use std::{net::SocketAddr, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use ragbot::{
+    config::{DatabaseConfig, TlsMode},
+    http, store, telemetry, AppState, Config,
+};
+
+#[derive(Parser)]
+#[command(name = "ragbot", version, about = "ragbot operator commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every function's routes locally with the same handlers as Lambda.
+    Dev {
+        /// Address to listen on.
+        #[arg(long, env = "RAGBOT_DEV_ADDR", default_value = "127.0.0.1:3000")]
+        addr: SocketAddr,
+    },
+    /// Apply pending schema migrations as the migrator role.
+    Migrate {
+        /// Connection string of the migrator role.
+        #[arg(long, env = "MIGRATOR_DATABASE_URL", hide_env_values = true)]
+        url: String,
+        #[arg(long, env = "DATABASE_TLS", default_value = "disable")]
+        tls: String,
+    },
+    /// Database administration.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Create the migrator and app roles, the database, the vector extension and privileges.
+    Bootstrap {
+        /// Connection string of a superuser (rds_superuser on Aurora).
+        #[arg(long, env = "RAGBOT_PG_ADMIN_URL", hide_env_values = true)]
+        admin_url: String,
+        #[arg(long, env = "RAGBOT_DB_NAME", default_value = "ragbot")]
+        database: String,
+        #[arg(long, env = "RAGBOT_MIGRATOR_PASSWORD", hide_env_values = true)]
+        migrator_password: String,
+        #[arg(long, env = "RAGBOT_APP_PASSWORD", hide_env_values = true)]
+        app_password: String,
+        #[arg(long, env = "DATABASE_TLS", default_value = "disable")]
+        tls: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ragbot: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Dev { addr } => dev(addr).await,
+        Command::Migrate { url, tls } => {
+            let applied = store::migrate(&DatabaseConfig::for_url(url, parse_tls(&tls)?))
+                .await
+                .map_err(|e| e.to_string())?;
+            if applied.is_empty() {
+                eprintln!("migrate: schema is up to date");
+            } else {
+                eprintln!("migrate: applied {applied:?}");
+            }
+            Ok(())
+        }
+        Command::Db {
+            command:
+                DbCommand::Bootstrap {
+                    admin_url,
+                    database,
+                    migrator_password,
+                    app_password,
+                    tls,
+                },
+        } => {
+            store::bootstrap(&store::BootstrapSpec {
+                admin_url,
+                database: database.clone(),
+                migrator_password,
+                app_password,
+                tls: parse_tls(&tls)?,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            eprintln!(
+                "bootstrap: database {database} with roles {} and {} is ready",
+                store::MIGRATOR_ROLE,
+                store::APP_ROLE
+            );
+            Ok(())
+        }
+    }
+}
+
+fn parse_tls(s: &str) -> Result<TlsMode, String> {
+    s.parse().map_err(|e| format!("DATABASE_TLS: {e}"))
+}
+
+async fn dev(addr: SocketAddr) -> Result<(), String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    telemetry::init(config.log_format);
+    let state = AppState::init(config).await.map_err(|e| e.to_string())?;
+    let app = http::app(http::all_routes(), state);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    eprintln!("ragbot dev: serving on http://{addr} (Ctrl-C stops)");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# make dev: install what is missing, start the local stack, bootstrap + migrate, serve the API.
+# Ctrl-C stops the server and everything this script started. State persists in .local/dev-stack.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+STACK="${RAGBOT_DEV_STACK:-$ROOT/.local/dev-stack}"
+
+bash infra/local/install.sh stack
+echo "[dev] building ragbot (first build takes a few minutes)" >&2
+cargo build --quiet -p ragbot-cli
+BIN="$ROOT/target/debug/ragbot"
+
+cleanup() { bash infra/local/stack.sh down "$STACK"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+bash infra/local/stack.sh down "$STACK" 2>/dev/null || true   # leftovers of a killed run
+bash infra/local/stack.sh up "$STACK" --fixed-ports
+# shellcheck disable=SC1091
+. "$STACK/env"
+export LOG_FORMAT="${LOG_FORMAT:-text}"
+export MODEL_DIR="${MODEL_DIR:-$ROOT/.local/models/all-MiniLM-L6-v2}"
+"$BIN" db bootstrap
+"$BIN" migrate
+"$BIN" dev &
+SERVER=$!
+wait "$SERVER"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make test: install what is missing, start a throwaway stack on free ports, run every test
+# (unit + integration against the real stack), tear the stack down whatever happens.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+
+bash infra/local/install.sh stack
+STACK="$(mktemp -d /tmp/ragbot-test-stack.XXXXXX)"
+cleanup() { bash infra/local/stack.sh down "$STACK"; rm -rf "$STACK"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+bash infra/local/stack.sh up "$STACK"
+# shellcheck disable=SC1091
+. "$STACK/env"
+export RAGBOT_ENV=test
+export RAGBOT_MODEL_DIR="$ROOT/.local/models/all-MiniLM-L6-v2"
+cargo test --workspace --no-fail-fast "$@"

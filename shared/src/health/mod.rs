@@ -1,0 +1,223 @@
+//! Dependency probes: the domain logic of the health function.
+//!
+//! Probes never fail: they report. Each carries its latency and, when down, the reason.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use crate::{aws::AwsClients, store::Store, telemetry};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ProbeStatus {
+    #[serde(rename = "ok")]
+    Ok,
+    #[serde(rename = "unavailable")]
+    Unavailable,
+    #[serde(rename = "not configured")]
+    NotConfigured,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Liveness {
+    pub status: &'static str,
+    pub version: &'static str,
+    pub timestamp: String,
+}
+
+pub fn liveness() -> Liveness {
+    Liveness {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DatabaseHealth {
+    pub status: ProbeStatus,
+    pub latency_ms: f64,
+    /// Server product and version, e.g. "PostgreSQL 18.3".
+    pub database: Option<String>,
+    pub database_name: Option<String>,
+    /// Installed pgvector version, e.g. "0.8.2" (None when the extension is missing).
+    pub pgvector: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl DatabaseHealth {
+    pub fn is_ok(&self) -> bool {
+        self.status == ProbeStatus::Ok
+    }
+}
+
+/// One round trip to PostgreSQL within `timeout`: version, database and pgvector version.
+/// Logs a warning when the round trip is slower than `warn_after`.
+pub async fn check_database(
+    store: &Store,
+    timeout: Duration,
+    warn_after: Duration,
+) -> DatabaseHealth {
+    let start = Instant::now();
+    let probe = async {
+        let client = store.client_once().await?;
+        let row = client
+            .query_typed(
+                "SELECT current_setting('server_version'), current_database()::text, \
+                 (SELECT extversion FROM pg_extension WHERE extname = 'vector')",
+                &[],
+            )
+            .await?;
+        let row = row.into_iter().next();
+        Ok::<_, crate::store::StoreError>(row.map(|r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, Option<String>>(2),
+            )
+        }))
+    };
+    let outcome = tokio::time::timeout(timeout, probe).await;
+    let latency = start.elapsed();
+    let latency_ms = round_ms(latency);
+    telemetry::metric("DatabaseLatency", latency_ms, telemetry::Unit::Milliseconds);
+    let health = match outcome {
+        Ok(Ok(Some((version, name, pgvector)))) => DatabaseHealth {
+            status: ProbeStatus::Ok,
+            latency_ms,
+            database: Some(format!(
+                "PostgreSQL {}",
+                version.split_whitespace().next().unwrap_or(&version)
+            )),
+            database_name: Some(name),
+            pgvector,
+            error: None,
+        },
+        Ok(Ok(None)) => down(latency_ms, "the health query returned no row".into()),
+        Ok(Err(e)) => down(latency_ms, e.to_string()),
+        Err(_) => down(
+            latency_ms,
+            format!("no answer within {} ms", timeout.as_millis()),
+        ),
+    };
+    if !health.is_ok() {
+        tracing::warn!(
+            latency_ms,
+            error = health.error.as_deref().unwrap_or(""),
+            "database health check failed"
+        );
+    } else if latency > warn_after {
+        tracing::warn!(
+            latency_ms,
+            threshold_ms = warn_after.as_millis() as u64,
+            "database health check slow"
+        );
+    }
+    health
+}
+
+fn down(latency_ms: f64, error: String) -> DatabaseHealth {
+    DatabaseHealth {
+        status: ProbeStatus::Unavailable,
+        latency_ms,
+        database: None,
+        database_name: None,
+        pgvector: None,
+        error: Some(error),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub status: ProbeStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    /// "ready" when every configured dependency answers, else "not_ready".
+    pub status: &'static str,
+    pub checks: BTreeMap<&'static str, Check>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.status == "ready"
+    }
+}
+
+/// Every dependency, probed concurrently, each within `timeout`.
+pub async fn check_readiness(store: &Store, aws: &AwsClients, timeout: Duration) -> Readiness {
+    let (db, s3, ddb) = tokio::join!(
+        timed(timeout, async {
+            check_database(store, timeout, timeout)
+                .await
+                .error
+                .map_or(Ok(()), Err)
+        }),
+        timed(timeout, async {
+            aws.ping_s3().await.map_err(|e| e.to_string())
+        }),
+        timed(timeout, async {
+            aws.ping_dynamodb().await.map_err(|e| e.to_string())
+        }),
+    );
+    let mut checks = BTreeMap::new();
+    checks.insert("database", db);
+    checks.insert("s3", s3);
+    checks.insert("dynamodb", ddb);
+    // The in-process embedder registers here once it exists (issue: embeddings).
+    checks.insert(
+        "embedder",
+        Check {
+            status: ProbeStatus::NotConfigured,
+            latency_ms: None,
+            error: None,
+        },
+    );
+    let ready = checks
+        .values()
+        .all(|c| c.status != ProbeStatus::Unavailable);
+    Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        checks,
+    }
+}
+
+async fn timed<F>(timeout: Duration, fut: F) -> Check
+where
+    F: Future<Output = Result<(), String>>,
+{
+    let start = Instant::now();
+    let outcome = tokio::time::timeout(timeout, fut).await;
+    let latency_ms = Some(round_ms(start.elapsed()));
+    match outcome {
+        Ok(Ok(())) => Check {
+            status: ProbeStatus::Ok,
+            latency_ms,
+            error: None,
+        },
+        Ok(Err(e)) => Check {
+            status: ProbeStatus::Unavailable,
+            latency_ms,
+            error: Some(e),
+        },
+        Err(_) => Check {
+            status: ProbeStatus::Unavailable,
+            latency_ms,
+            error: Some(format!("no answer within {} ms", timeout.as_millis())),
+        },
+    }
+}
+
+fn round_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 100_000.0).round() / 100.0
+}

@@ -1,0 +1,22 @@
+//! ragbot — the one library crate behind every Lambda function.
+//!
+//! Layout (ports and adapters):
+//! - [`config`]: typed configuration, read once from the environment at cold start.
+//! - [`store`]: PostgreSQL + pgvector (pool, migrations, bootstrap of roles).
+//! - [`aws`]: S3 and DynamoDB clients, built once, plus local resource creation.
+//! - [`health`]: dependency probes (domain logic of the health function).
+//! - [`http`]: the HTTP surface shared by Lambda and the local dev server (routes, error envelope,
+//!   request ids).
+//! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format lines.
+//! - [`app`]: the per-process state built once in `main`.
+
+pub mod app;
+pub mod aws;
+pub mod config;
+pub mod health;
+pub mod http;
+pub mod store;
+pub mod telemetry;
+
+pub use app::AppState;
+pub use config::Config;

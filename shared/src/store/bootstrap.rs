@@ -1,0 +1,171 @@
+//! One-time database set-up (roles, database, extension, privileges) and schema migrations.
+//!
+//! Two roles, as in the original deployment: the migrator owns the schema and runs migrations; the
+//! app role the functions connect as may only read and write rows (no DDL). Default privileges make
+//! every table the migrator creates readable/writable by the app role, so migrations never need to
+//! name the app role.
+
+use super::{connect_once, describe_pg_error, StoreError};
+use crate::config::{DatabaseConfig, TlsMode};
+
+pub const MIGRATOR_ROLE: &str = "ragbot_migrator";
+pub const APP_ROLE: &str = "ragbot_app";
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+#[derive(Debug, Clone)]
+pub struct BootstrapSpec {
+    /// Connection string of a superuser / rds_superuser (never used by the functions).
+    pub admin_url: String,
+    pub database: String,
+    pub migrator_password: String,
+    pub app_password: String,
+    pub tls: TlsMode,
+}
+
+/// Creates the roles (or resets their passwords), the database owned by the migrator, the `vector`
+/// extension and the privileges. Idempotent.
+pub async fn bootstrap(spec: &BootstrapSpec) -> Result<(), StoreError> {
+    let admin = connect_once(&DatabaseConfig::for_url(&spec.admin_url, spec.tls)).await?;
+    for (role, password) in [
+        (MIGRATOR_ROLE, &spec.migrator_password),
+        (APP_ROLE, &spec.app_password),
+    ] {
+        // Identifiers and literals are quoted by the server (format %I / %L), never by string pasting.
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+            .await?
+            .is_some();
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        let sql: String = admin
+            .query_one(
+                &format!("SELECT format('{verb} ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)"),
+                &[&role, password],
+            )
+            .await?
+            .get(0);
+        ignore_duplicate(admin.batch_execute(&sql).await)?;
+    }
+    let db_exists = admin
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[&spec.database],
+        )
+        .await?
+        .is_some();
+    if !db_exists {
+        let sql: String = admin
+            .query_one(
+                "SELECT format('CREATE DATABASE %I OWNER %I', $1::text, $2::text)",
+                &[&spec.database, &MIGRATOR_ROLE],
+            )
+            .await?
+            .get(0);
+        ignore_duplicate(admin.batch_execute(&sql).await)?;
+    }
+    drop(admin);
+
+    // Inside the database: extension (needs superuser) and the app role's privileges.
+    let db_url = with_database(&spec.admin_url, &spec.database);
+    let db = connect_once(&DatabaseConfig::for_url(db_url, spec.tls)).await?;
+    db.batch_execute(&format!(
+        "CREATE EXTENSION IF NOT EXISTS vector;
+         REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+         GRANT USAGE, CREATE ON SCHEMA public TO {MIGRATOR_ROLE};
+         GRANT USAGE ON SCHEMA public TO {APP_ROLE};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {MIGRATOR_ROLE} IN SCHEMA public
+             GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {APP_ROLE};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {MIGRATOR_ROLE} IN SCHEMA public
+             GRANT USAGE, SELECT ON SEQUENCES TO {APP_ROLE};"
+    ))
+    .await
+    .or_else(|e| if is_duplicate(&e) { Ok(()) } else { Err(e) })?;
+    Ok(())
+}
+
+/// Applies pending migrations as the migrator. Returns the versions applied now.
+pub async fn migrate(migrator: &DatabaseConfig) -> Result<Vec<i32>, StoreError> {
+    let mut client = connect_once(migrator).await?;
+    let report = embedded::migrations::runner()
+        .set_abort_divergent(true)
+        .run_async(&mut client)
+        .await
+        .map_err(|e| StoreError::Migration(e.to_string()))?;
+    // The app role must not touch the migration history.
+    client
+        .batch_execute(&format!(
+            "REVOKE ALL ON refinery_schema_history FROM {APP_ROLE}"
+        ))
+        .await
+        .map_err(|e| StoreError::Migration(describe_pg_error(&e)))?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|m| m.version())
+        .collect())
+}
+
+/// Replaces the database name of a connection string (URL or key=value form).
+fn with_database(url: &str, database: &str) -> String {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (base, query) = match url.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (url, None),
+        };
+        let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+        let path_start = base[scheme_end..]
+            .find('/')
+            .map(|i| i + scheme_end)
+            .unwrap_or(base.len());
+        let mut out = format!("{}/{}", &base[..path_start], database);
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
+        }
+        out
+    } else {
+        format!("{url} dbname={database}")
+    }
+}
+
+fn is_duplicate(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    // Concurrent bootstraps (parallel tests) race on cluster-wide catalogs.
+    matches!(e.code(), Some(c) if *c == SqlState::DUPLICATE_OBJECT
+        || *c == SqlState::UNIQUE_VIOLATION
+        || *c == SqlState::DUPLICATE_DATABASE)
+}
+
+fn ignore_duplicate(r: Result<(), tokio_postgres::Error>) -> Result<(), StoreError> {
+    match r {
+        Err(e) if !is_duplicate(&e) => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_database_in_urls() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5/postgres", "db"),
+            "postgres://u:p@h:5/db"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:5", "db"),
+            "postgres://u@h:5/db"
+        );
+        assert_eq!(
+            with_database("postgresql://u@h/x?sslmode=require", "db"),
+            "postgresql://u@h/db?sslmode=require"
+        );
+        assert_eq!(
+            with_database("host=h user=u", "db"),
+            "host=h user=u dbname=db"
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! PostgreSQL + pgvector: the connection pool, schema migrations and role bootstrap.
+//!
+//! The pool is built once per process (Lambda cold start) and reused by warm invocations. It follows
+//! the RDS Proxy guidance: small pool, `RecyclingMethod::Verified` (environments are frozen between
+//! invocations), unnamed statements only (`query_typed`), no session state.
+
+mod bootstrap;
+mod pool;
+
+pub use bootstrap::{bootstrap, migrate, BootstrapSpec, APP_ROLE, MIGRATOR_ROLE};
+pub use pool::{connect_once, Store};
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("database error: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("database configuration: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed (connection trouble rather than a bad query).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) | StoreError::Timeout(_) => true,
+            StoreError::Query(e) => e.is_closed() || e.code().is_none(),
+            StoreError::Migration(_) | StoreError::Config(_) => false,
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        use deadpool_postgres::PoolError;
+        match e {
+            PoolError::Timeout(_) => {
+                StoreError::Unavailable("timed out waiting for a connection".into())
+            }
+            PoolError::Backend(e) => StoreError::Unavailable(describe_pg_error(&e)),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// tokio-postgres' Display is terse ("error connecting to server"); include the source chain.
+pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+    use std::error::Error;
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}

@@ -1,0 +1,142 @@
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::{describe_pg_error, StoreError};
+use crate::config::{DatabaseConfig, TlsMode};
+
+/// The shared handle on the database: a small deadpool-postgres pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    retry_budget: Duration,
+}
+
+impl Store {
+    /// Builds the pool. Connects lazily: a database that is down at cold start does not stop the
+    /// function from starting (health reports it instead).
+    pub fn new(cfg: &DatabaseConfig) -> Result<Self, StoreError> {
+        let pg = pg_config(cfg)?;
+        let tls = tls_connector(cfg)?;
+        let manager = Manager::from_config(
+            pg,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(cfg.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(cfg.connect_timeout))
+            .create_timeout(Some(cfg.connect_timeout))
+            .recycle_timeout(Some(cfg.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Store {
+            pool,
+            retry_budget: cfg.connect_retry_budget,
+        })
+    }
+
+    /// One attempt at a pooled connection (health checks use this: they report, not retry).
+    pub async fn client_once(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// A pooled connection, retrying with backoff and jitter while the database is unreachable,
+    /// within the configured budget (Aurora Serverless resuming from 0 ACU takes ~10 s).
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        let start = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.pool.get().await {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    let err = StoreError::from(e);
+                    let elapsed = start.elapsed();
+                    if !err.is_transient() || elapsed + delay > self.retry_budget {
+                        return Err(err);
+                    }
+                    tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "database connection failed, retrying");
+                    tokio::time::sleep(delay + jitter(delay)).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    pub fn status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    // Cheap jitter without a RNG dependency: sub-millisecond clock noise scaled to a quarter of d.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    d / 4 * (nanos % 1000) / 1000
+}
+
+fn pg_config(cfg: &DatabaseConfig) -> Result<tokio_postgres::Config, StoreError> {
+    let mut pg = tokio_postgres::Config::from_str(&cfg.url)
+        .map_err(|e| StoreError::Config(format!("DATABASE_URL: {e}")))?;
+    if let Some(pw) = &cfg.password {
+        pg.password(pw);
+    }
+    pg.ssl_mode(match cfg.tls {
+        TlsMode::Disable => SslMode::Disable,
+        TlsMode::Prefer => SslMode::Prefer,
+        TlsMode::Require => SslMode::Require,
+    });
+    pg.connect_timeout(cfg.connect_timeout);
+    if pg.get_application_name().is_none() {
+        pg.application_name("ragbot");
+    }
+    Ok(pg)
+}
+
+/// rustls with the web PKI roots plus an optional CA bundle (the RDS global bundle in AWS).
+fn tls_connector(cfg: &DatabaseConfig) -> Result<MakeRustlsConnect, StoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &cfg.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| StoreError::Config(format!("DATABASE_CA_FILE {}: {e}", path.display())))?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| {
+                StoreError::Config(format!("DATABASE_CA_FILE {}: {e}", path.display()))
+            })?;
+            roots.add(cert).map_err(|e| {
+                StoreError::Config(format!("DATABASE_CA_FILE {}: {e}", path.display()))
+            })?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Config(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(tls))
+}
+
+/// A single unpooled connection (migrator and admin tasks), driven on a background task. Uses the
+/// same TLS settings as the pool.
+pub async fn connect_once(cfg: &DatabaseConfig) -> Result<tokio_postgres::Client, StoreError> {
+    let pg = pg_config(cfg)?;
+    let (client, conn) = pg
+        .connect(tls_connector(cfg)?)
+        .await
+        .map_err(|e| StoreError::Unavailable(describe_pg_error(&e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "admin connection closed");
+        }
+    });
+    Ok(client)
+}

@@ -1,0 +1,292 @@
+use std::{
+    future::IntoFuture,
+    time::{Duration, Instant},
+};
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use ragbot_tests::{repo_root, Options, PrivatePostgres, TestApp, TestResponse};
+use tower::ServiceExt;
+
+#[tokio::test]
+async fn liveness_reports_version_without_io() {
+    let app = TestApp::spawn().await;
+    let resp = app.get("/health").await;
+    assert_eq!(resp.status, StatusCode::OK);
+    let body = resp.json();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        body["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{body}"
+    );
+    assert!(resp.header("x-request-id").is_some_and(|id| !id.is_empty()));
+}
+
+#[tokio::test]
+async fn database_health_reports_pgvector_and_latency() {
+    let app = TestApp::spawn().await;
+    let resp = app.get("/health/db").await;
+    assert_eq!(
+        resp.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    assert_eq!(resp.header("cache-control"), Some("no-store"));
+    let body = resp.json();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["pgvector"], "0.8.2");
+    assert!(
+        body["database"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("PostgreSQL 18")),
+        "{body}"
+    );
+    assert_eq!(body["database_name"], app.db.name.as_str());
+    assert!(
+        body["latency_ms"]
+            .as_f64()
+            .is_some_and(|l| (0.0..5000.0).contains(&l)),
+        "{body}"
+    );
+    assert!(body.get("error").is_none());
+}
+
+#[tokio::test]
+async fn database_health_goes_503_when_postgres_stops_and_recovers_when_it_returns() {
+    let pg = PrivatePostgres::start();
+    let app = TestApp::spawn_with(Options {
+        admin_url: Some(pg.admin_url()),
+        ..Default::default()
+    })
+    .await;
+
+    let resp = app.get("/health/db").await;
+    assert_eq!(
+        resp.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&resp.body)
+    );
+
+    pg.stop();
+    let started = Instant::now();
+    let resp = app.get("/health/db").await;
+    let took = started.elapsed();
+    assert_eq!(
+        resp.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    assert!(
+        took < Duration::from_secs(5) + Duration::from_millis(500),
+        "answered after {took:?}"
+    );
+    assert_eq!(resp.header("cache-control"), Some("no-store"));
+    let body = resp.json();
+    assert_eq!(body["status"], "unavailable");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    assert!(body["pgvector"].is_null());
+
+    // Readiness reports the database down too.
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json()["checks"]["database"]["status"], "unavailable");
+
+    pg.start_again();
+    // The pool drops the dead connection (verified recycling) and reconnects.
+    let resp = app.get("/health/db").await;
+    assert_eq!(
+        resp.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    assert_eq!(resp.json()["pgvector"], "0.8.2");
+}
+
+#[tokio::test]
+async fn readiness_reaches_s3_and_dynamodb() {
+    let app = TestApp::spawn().await;
+    let resp = app.get("/health/ready").await;
+    assert_eq!(
+        resp.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    assert_eq!(resp.header("cache-control"), Some("no-store"));
+    let body = resp.json();
+    assert_eq!(body["status"], "ready");
+    for dep in ["database", "s3", "dynamodb"] {
+        assert_eq!(body["checks"][dep]["status"], "ok", "{dep}: {body}");
+        assert!(
+            body["checks"][dep]["latency_ms"].as_f64().is_some(),
+            "{dep}: {body}"
+        );
+    }
+    assert_eq!(body["checks"]["embedder"]["status"], "not configured");
+
+    // The buckets and table were really created on the servers (not assumed).
+    let aws = &app.state.aws;
+    aws.s3
+        .head_bucket()
+        .bucket(&aws.documents_bucket)
+        .send()
+        .await
+        .expect("documents bucket exists");
+    let table = aws
+        .dynamodb
+        .describe_table()
+        .table_name(&aws.state_table)
+        .send()
+        .await
+        .expect("table exists");
+    assert_eq!(
+        table.table().and_then(|t| t.table_name()),
+        Some(aws.state_table.as_str())
+    );
+}
+
+#[tokio::test]
+async fn readiness_reports_a_missing_bucket_and_table() {
+    // Point at resources that do not exist and do not create them: the servers must say so.
+    let app = TestApp::spawn_with(Options {
+        env: [
+            ("RAGBOT_CREATE_LOCAL_RESOURCES", "false"),
+            ("DOCUMENTS_BUCKET", "no-such-bucket-ragbot"),
+            ("STATE_TABLE", "no-such-table-ragbot"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        ..Default::default()
+    })
+    .await;
+    let resp = app.get("/health/ready").await;
+    assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = resp.json();
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["checks"]["database"]["status"], "ok");
+    assert_eq!(body["checks"]["s3"]["status"], "unavailable", "{body}");
+    assert_eq!(
+        body["checks"]["dynamodb"]["status"], "unavailable",
+        "{body}"
+    );
+    assert!(
+        body["checks"]["dynamodb"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("DescribeTable")),
+        "{body}"
+    );
+}
+
+/// The same handler behind a Lambda event (API Gateway HTTP API v2) gives the same response.
+#[tokio::test]
+async fn health_through_a_lambda_event_matches_the_direct_response() {
+    let app = TestApp::spawn().await;
+    for (file, path) in [
+        ("health-db.json", "/health/db"),
+        ("health-ready.json", "/health/ready"),
+        ("health.json", "/health"),
+    ] {
+        let event =
+            std::fs::read_to_string(repo_root().join("events").join(file)).expect("event file");
+        let req = lambda_http::request::from_str(&event).expect("a valid API Gateway v2 event");
+        assert_eq!(req.uri().path(), path);
+        let via_lambda =
+            TestResponse::from(app.router.clone().oneshot(req).await.expect("router")).await;
+        let direct = app.get(path).await;
+
+        assert_eq!(
+            via_lambda.status,
+            StatusCode::OK,
+            "{file}: {}",
+            String::from_utf8_lossy(&via_lambda.body)
+        );
+        assert_eq!(via_lambda.status, direct.status, "{file}");
+        assert_eq!(
+            via_lambda.header("cache-control"),
+            direct.header("cache-control"),
+            "{file}"
+        );
+        let (a, b) = (via_lambda.json(), direct.json());
+        assert_eq!(a["status"], b["status"], "{file}");
+        assert_eq!(keys(&a), keys(&b), "{file}");
+        if path == "/health/db" {
+            assert_eq!(a["pgvector"], "0.8.2");
+        }
+        // The request id is API Gateway's.
+        let expected = serde_json::from_str::<serde_json::Value>(&event).unwrap()["requestContext"]
+            ["requestId"]
+            .clone();
+        assert_eq!(
+            via_lambda.header("x-request-id"),
+            expected.as_str(),
+            "{file}"
+        );
+    }
+}
+
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn unknown_routes_get_the_error_envelope_with_the_request_id() {
+    let app = TestApp::spawn().await;
+    let req = Request::get("/nope")
+        .header("x-request-id", "req-from-client-42")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.send(req).await;
+    assert_eq!(resp.status, StatusCode::NOT_FOUND);
+    assert_eq!(resp.header("x-request-id"), Some("req-from-client-42"));
+    let body = resp.json();
+    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["error"]["request_id"], "req-from-client-42");
+    assert!(body["error"]["message"].as_str().unwrap().contains("/nope"));
+
+    let resp = app
+        .send(Request::post("/health").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(resp.status, StatusCode::METHOD_NOT_ALLOWED);
+    let body = resp.json();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    assert_eq!(
+        resp.header("x-request-id"),
+        body["error"]["request_id"].as_str()
+    );
+}
+
+/// The dev server path: the same router served over a real TCP socket.
+#[tokio::test]
+async fn dev_server_serves_health_over_tcp() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /health/db HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    server.abort();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(
+        raw.to_ascii_lowercase().contains("cache-control: no-store"),
+        "{raw}"
+    );
+    assert!(raw.contains("\"pgvector\":\"0.8.2\""), "{raw}");
+}

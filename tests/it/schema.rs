@@ -1,0 +1,165 @@
+use ragbot::{
+    config::{DatabaseConfig, TlsMode},
+    store,
+};
+use ragbot_tests::TestDb;
+use tokio_postgres::error::SqlState;
+
+async fn denied(client: &tokio_postgres::Client, sql: &str) {
+    let err = client
+        .batch_execute(sql)
+        .await
+        .expect_err(&format!("app role must not run: {sql}"));
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "{sql}: {err:?}"
+    );
+}
+
+#[tokio::test]
+async fn app_role_has_dml_but_no_ddl() {
+    let db = TestDb::create(&ragbot_tests::stack_env("RAGBOT_PG_ADMIN_URL")).await;
+    let app = TestDb::connect(&db.app_url).await;
+
+    denied(&app, "CREATE TABLE sneaky (id int)").await;
+    denied(&app, "DROP TABLE documents").await;
+    denied(&app, "ALTER TABLE documents ADD COLUMN sneaky int").await;
+    denied(&app, "CREATE INDEX sneaky_idx ON documents (title)").await;
+    denied(&app, "TRUNCATE documents").await;
+    denied(&app, "SELECT * FROM refinery_schema_history").await;
+
+    // ...but it can read and write rows.
+    app.batch_execute(
+        "INSERT INTO documents (tenant, title, source, source_key, content_sha256, mime)
+         VALUES ('t1', 'Doc', 'api', 'k1', 'abc', 'text/plain')",
+    )
+    .await
+    .expect("app role inserts");
+    let n: i64 = app
+        .query_one("SELECT count(*) FROM documents", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    app.batch_execute("DELETE FROM documents")
+        .await
+        .expect("app role deletes");
+}
+
+#[tokio::test]
+async fn migrator_owns_the_schema() {
+    let db = TestDb::create(&ragbot_tests::stack_env("RAGBOT_PG_ADMIN_URL")).await;
+    let m = TestDb::connect(&db.migrator_url).await;
+    m.batch_execute(
+        "CREATE TABLE scratch (id int);
+         ALTER TABLE scratch ADD COLUMN note text;
+         ALTER TABLE documents ADD COLUMN scratch_note text;
+         ALTER TABLE documents DROP COLUMN scratch_note;
+         DROP TABLE scratch;",
+    )
+    .await
+    .expect("migrator runs DDL");
+}
+
+#[tokio::test]
+async fn schema_has_vector_column_and_indexes_and_migrating_again_is_a_no_op() {
+    let db = TestDb::create(&ragbot_tests::stack_env("RAGBOT_PG_ADMIN_URL")).await;
+    let m = TestDb::connect(&db.migrator_url).await;
+    let ty: String = m
+        .query_one(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+             WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ty, "vector(384)");
+    let indexes: Vec<String> = m
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'chunks'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        indexes
+            .iter()
+            .any(|d| d.contains("USING hnsw (embedding vector_cosine_ops)")),
+        "{indexes:?}"
+    );
+    assert!(
+        indexes.iter().any(|d| d.contains("USING gin (tsv)")),
+        "{indexes:?}"
+    );
+    assert!(
+        indexes.iter().any(|d| d.contains("(tenant, document_id)")),
+        "{indexes:?}"
+    );
+    for table in ["documents", "chunks", "conversations", "messages"] {
+        let has_tenant: bool = m
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = $1 AND column_name = 'tenant')",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(has_tenant, "{table} has no tenant column");
+    }
+
+    let applied = store::migrate(&DatabaseConfig::for_url(&db.migrator_url, TlsMode::Disable))
+        .await
+        .unwrap();
+    assert!(applied.is_empty(), "second migrate applied {applied:?}");
+}
+
+#[tokio::test]
+async fn chunks_cannot_cross_tenants_and_cascade_with_their_document() {
+    let db = TestDb::create(&ragbot_tests::stack_env("RAGBOT_PG_ADMIN_URL")).await;
+    let app = TestDb::connect(&db.app_url).await;
+    let doc: uuid::Uuid = app
+        .query_one(
+            "INSERT INTO documents (tenant, title, source, source_key, content_sha256, mime)
+             VALUES ('a', 'Doc', 'api', 'k', 'sha', 'text/plain') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let v = pgvector_literal();
+    let err = app
+        .execute(
+            &format!("INSERT INTO chunks (document_id, tenant, ordinal, text, embedding, embedding_model) VALUES ($1, 'b', 0, 'x', '{v}', 'm')"),
+            &[&doc],
+        )
+        .await
+        .expect_err("a chunk of tenant b cannot point at tenant a's document");
+    assert_eq!(err.code(), Some(&SqlState::FOREIGN_KEY_VIOLATION));
+    app.execute(
+        &format!("INSERT INTO chunks (document_id, tenant, ordinal, text, embedding, embedding_model) VALUES ($1, 'a', 0, 'hello world', '{v}', 'm')"),
+        &[&doc],
+    )
+    .await
+    .unwrap();
+    app.execute("DELETE FROM documents WHERE id = $1", &[&doc])
+        .await
+        .unwrap();
+    let n: i64 = app
+        .query_one("SELECT count(*) FROM chunks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "chunks cascade with their document");
+}
+
+fn pgvector_literal() -> String {
+    let v: Vec<String> = (0..384)
+        .map(|i| format!("{}", (i % 7) as f32 / 7.0))
+        .collect();
+    format!("[{}]", v.join(","))
+}

@@ -1,0 +1,258 @@
+//! Test harness for integration tests against the real local stack started by `make test`
+//! (`infra/local/test.sh`): PostgreSQL + pgvector, s3s-fs and DynamoDB Local on free ports.
+//!
+//! Every [`TestApp`] gets its own database (bootstrapped and migrated with the production code),
+//! its own buckets and its own DynamoDB table, so tests run in parallel without sharing state.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use axum::{body::Body, Router};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use ragbot::{
+    config::{DatabaseConfig, TlsMode},
+    store, AppState, Config,
+};
+use tower::ServiceExt;
+
+/// A variable exported by the test stack; a clear message when tests are run outside `make test`.
+pub fn stack_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the integration tests with `make test` (it starts the local stack)")
+    })
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+/// Replaces the database of a postgres:// URL.
+pub fn url_with_db(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("URL has a path");
+    format!("{base}/{db}")
+}
+
+/// Replaces user:password of a postgres:// URL.
+pub fn url_with_user(url: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("URL has a scheme");
+    let (_, host) = rest.split_once('@').expect("URL has credentials");
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+// Role DDL is cluster-wide: serialise bootstraps of parallel tests in this process.
+static BOOTSTRAP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Where a test's database lives.
+#[derive(Clone, Debug)]
+pub struct TestDb {
+    pub admin_url: String,
+    pub name: String,
+    pub app_url: String,
+    pub migrator_url: String,
+}
+
+impl TestDb {
+    /// A fresh database on the cluster behind `admin_url`, bootstrapped and migrated.
+    pub async fn create(admin_url: &str) -> TestDb {
+        let name = format!("t_{}", short_id());
+        let migrator_pw = stack_env("RAGBOT_MIGRATOR_PASSWORD");
+        let app_pw = stack_env("RAGBOT_APP_PASSWORD");
+        {
+            let _guard = BOOTSTRAP.lock().await;
+            store::bootstrap(&store::BootstrapSpec {
+                admin_url: admin_url.to_string(),
+                database: name.clone(),
+                migrator_password: migrator_pw.clone(),
+                app_password: app_pw.clone(),
+                tls: TlsMode::Disable,
+            })
+            .await
+            .expect("bootstrap test database");
+        }
+        let db_url = url_with_db(admin_url, &name);
+        let db = TestDb {
+            admin_url: admin_url.to_string(),
+            migrator_url: url_with_user(&db_url, store::MIGRATOR_ROLE, &migrator_pw),
+            app_url: url_with_user(&db_url, store::APP_ROLE, &app_pw),
+            name,
+        };
+        store::migrate(&DatabaseConfig::for_url(&db.migrator_url, TlsMode::Disable))
+            .await
+            .expect("migrate test database");
+        db
+    }
+
+    pub async fn connect(url: &str) -> tokio_postgres::Client {
+        store::connect_once(&DatabaseConfig::for_url(url, TlsMode::Disable))
+            .await
+            .expect("connect")
+    }
+}
+
+/// Options for [`TestApp::spawn_with`].
+#[derive(Default)]
+pub struct Options {
+    /// Use this cluster instead of the shared test cluster (e.g. a [`PrivatePostgres`]).
+    pub admin_url: Option<String>,
+    /// Extra or overriding configuration variables.
+    pub env: HashMap<String, String>,
+}
+
+/// The app as Lambda and the dev server run it, over its own database, buckets and table.
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    pub db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(opts: Options) -> TestApp {
+        let admin_url = opts
+            .admin_url
+            .unwrap_or_else(|| stack_env("RAGBOT_PG_ADMIN_URL"));
+        let db = TestDb::create(&admin_url).await;
+        let id = short_id();
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("RAGBOT_ENV".into(), "test".into()),
+            ("DATABASE_URL".into(), db.app_url.clone()),
+            ("DOCUMENTS_BUCKET".into(), format!("docs-{id}")),
+            ("BACKUPS_BUCKET".into(), format!("backups-{id}")),
+            ("STATE_TABLE".into(), format!("state-{id}")),
+            ("RAGBOT_CREATE_LOCAL_RESOURCES".into(), "true".into()),
+            ("DATABASE_CONNECT_TIMEOUT_MS".into(), "2000".into()),
+            ("DATABASE_CONNECT_RETRY_MS".into(), "0".into()),
+        ]);
+        vars.extend(opts.env);
+        let config =
+            Config::from_lookup(|k| vars.get(k).cloned().or_else(|| std::env::var(k).ok()))
+                .expect("test configuration");
+        let state = AppState::init(config).await.expect("app state");
+        let router = ragbot::http::app(ragbot::http::all_routes(), state.clone());
+        TestApp { router, state, db }
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> TestResponse {
+        TestResponse::from(
+            self.router
+                .clone()
+                .oneshot(req)
+                .await
+                .expect("infallible router"),
+        )
+        .await
+    }
+}
+
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl TestResponse {
+    pub async fn from<B>(resp: Response<B>) -> TestResponse
+    where
+        B: http_body::Body,
+        B::Error: std::fmt::Debug,
+    {
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body").to_bytes().to_vec();
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A PostgreSQL instance of the test's own (for tests that stop and start the server), made with
+/// the same script as the stack. Stopped and removed on drop.
+pub struct PrivatePostgres {
+    dir: PathBuf,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> PrivatePostgres {
+        let dir = std::env::temp_dir().join(format!("ragbot-private-pg-{}", short_id()));
+        let pg = PrivatePostgres { dir };
+        pg.stack(&["pg-up"]);
+        pg
+    }
+
+    fn stack(&self, args: &[&str]) {
+        let script = repo_root().join("infra/local/stack.sh");
+        let status = Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .arg(&self.dir)
+            .status()
+            .expect("run stack.sh");
+        assert!(status.success(), "stack.sh {args:?} failed");
+    }
+
+    pub fn admin_url(&self) -> String {
+        let read = |f: &str| {
+            std::fs::read_to_string(self.dir.join(f))
+                .expect("stack file")
+                .trim()
+                .to_string()
+        };
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/postgres",
+            read("pg-password"),
+            read("pg-port")
+        )
+    }
+
+    pub fn stop(&self) {
+        self.stack(&["pg-stop"]);
+    }
+
+    pub fn start_again(&self) {
+        self.stack(&["pg-start"]);
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stack(&["pg-stop"]);
+        if let Ok(home) = std::fs::read_to_string(self.dir.join("pg-home")) {
+            let _ = std::fs::remove_dir_all(home.trim());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
