@@ -11,7 +11,11 @@ echo "[dev] building ragbot (first build takes a few minutes)" >&2
 cargo build --quiet -p ragbot-cli
 BIN="$ROOT/target/debug/ragbot"
 
-cleanup() { bash infra/local/stack.sh down "$STACK"; }
+SERVER=
+cleanup() {
+  if [ -n "$SERVER" ]; then kill -TERM "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
+  bash infra/local/stack.sh down "$STACK"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 bash infra/local/stack.sh down "$STACK" 2>/dev/null || true   # leftovers of a killed run

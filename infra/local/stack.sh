@@ -105,7 +105,9 @@ pg_stop() { # DIR
 
 start_bg() { # DIR NAME LOG CMD...
   local dir=$1 name=$2 logf=$3; shift 3
-  setsid "$@" >"$logf" 2>&1 < /dev/null &
+  # In its own session (so `down` can stop the whole group) and in DIR (DynamoDB Local writes
+  # a metadata file into its working directory).
+  ( cd "$dir" && exec setsid "$@" >"$logf" 2>&1 < /dev/null ) &
   echo $! > "$dir/$name.pid"
 }
 
