@@ -23,7 +23,7 @@ bash infra/local/stack.sh up "$STACK" --fixed-ports
 # shellcheck disable=SC1091
 . "$STACK/env"
 export LOG_FORMAT="${LOG_FORMAT:-text}"
-export MODEL_DIR="${MODEL_DIR:-$ROOT/.local/models/all-MiniLM-L6-v2}"
+export EMBEDDING_MODEL_DIR="${EMBEDDING_MODEL_DIR:-$ROOT/.local/models/all-MiniLM-L6-v2}"
 "$BIN" db bootstrap
 "$BIN" migrate
 "$BIN" dev &

@@ -14,5 +14,6 @@ bash infra/local/stack.sh up "$STACK"
 # shellcheck disable=SC1091
 . "$STACK/env"
 export RAGBOT_ENV=test
-export RAGBOT_MODEL_DIR="$ROOT/.local/models/all-MiniLM-L6-v2"
+export EMBEDDING_MODEL_DIR="$ROOT/.local/models/all-MiniLM-L6-v2"
+export RAGBOT_REFERENCE_DIR="${RAGBOT_REFERENCE_DIR:-$ROOT/../shared/reference}"
 cargo test --workspace --no-fail-fast "$@"

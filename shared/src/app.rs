@@ -5,7 +5,8 @@ use std::sync::Arc;
 use crate::{
     aws::{AwsClients, AwsError},
     config::Config,
-    store::{Store, StoreError},
+    embedding::{self, EmbeddingError, SharedEmbedder},
+    store::{self, Incompatible, Store, StoreError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +15,10 @@ pub enum InitError {
     Store(#[from] StoreError),
     #[error("creating local resources: {0}")]
     Aws(#[from] AwsError),
+    #[error(transparent)]
+    Embedding(#[from] EmbeddingError),
+    #[error("embedding model does not fit the database: {0}")]
+    Incompatible(#[from] Incompatible),
 }
 
 #[derive(Clone)]
@@ -21,6 +26,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub aws: AwsClients,
+    /// `None` in processes that embed nothing (the health function).
+    pub embedder: Option<SharedEmbedder>,
 }
 
 impl AppState {
@@ -30,10 +37,22 @@ impl AppState {
         if config.aws.create_local_resources {
             aws.ensure_local_resources().await?;
         }
+        let embedder = embedding::from_config(&config.embedding)?;
+        if let Some(e) = &embedder {
+            match store::check_embedding_compat(&store, e.dimension(), e.model_id()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(incompatible)) => return Err(incompatible.into()),
+                // The database may be resuming: start anyway, health reports it.
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not check the embedding model against the database")
+                }
+            }
+        }
         Ok(AppState {
             config: Arc::new(config),
             store,
             aws,
+            embedder,
         })
     }
 }

@@ -146,6 +146,55 @@ pub struct HealthSettings {
     pub dependency_timeout: Duration,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddingProviderKind {
+    /// all-MiniLM-L6-v2 in-process (default).
+    Local,
+    /// No embedder in this process (the health function).
+    None,
+}
+
+impl FromStr for EmbeddingProviderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "local" => Ok(EmbeddingProviderKind::Local),
+            "none" => Ok(EmbeddingProviderKind::None),
+            other => Err(format!("'{other}' is not one of local, none")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbeddingSettings {
+    pub provider: EmbeddingProviderKind,
+    /// Directory with model.safetensors, tokenizer.json, config.json (the Lambda layer in AWS).
+    pub model_dir: PathBuf,
+    /// Model id recorded on every chunk.
+    pub model: String,
+}
+
+impl EmbeddingSettings {
+    /// Only the embedding settings (for tools that need no database, e.g. `ragbot embed`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let get = |k: &str| std::env::var(k).ok();
+        Self::read(&Env { get: &get })
+    }
+
+    fn read<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<Self, ConfigError> {
+        Ok(EmbeddingSettings {
+            provider: env.parse_or("EMBEDDING_PROVIDER", EmbeddingProviderKind::Local)?,
+            model_dir: env
+                .string("EMBEDDING_MODEL_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/opt/model/all-MiniLM-L6-v2")),
+            model: env
+                .string("EMBEDDING_MODEL")
+                .unwrap_or_else(|| "sentence-transformers/all-MiniLM-L6-v2".to_string()),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: Environment,
@@ -154,6 +203,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub aws: AwsSettings,
     pub health: HealthSettings,
+    pub embedding: EmbeddingSettings,
 }
 
 impl Config {
@@ -249,6 +299,8 @@ impl Config {
             dependency_timeout: env.millis_or("HEALTH_DEPENDENCY_TIMEOUT_MS", 3_000)?,
         };
 
+        let embedding = EmbeddingSettings::read(&env)?;
+
         let log_format = match env
             .string("LOG_FORMAT")
             .as_deref()
@@ -274,6 +326,7 @@ impl Config {
             database,
             aws,
             health,
+            embedding,
         })
     }
 }

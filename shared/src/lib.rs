@@ -13,6 +13,7 @@
 pub mod app;
 pub mod aws;
 pub mod config;
+pub mod embedding;
 pub mod health;
 pub mod http;
 pub mod store;

@@ -1,4 +1,5 @@
 //! Integration tests against the real local stack. Run with `make test`.
 
+mod embedding;
 mod health;
 mod schema;

@@ -136,6 +136,8 @@ impl TestApp {
             ("RAGBOT_CREATE_LOCAL_RESOURCES".into(), "true".into()),
             ("DATABASE_CONNECT_TIMEOUT_MS".into(), "2000".into()),
             ("DATABASE_CONNECT_RETRY_MS".into(), "0".into()),
+            // Tests that need the model opt in with EMBEDDING_PROVIDER=local.
+            ("EMBEDDING_PROVIDER".into(), "none".into()),
         ]);
         vars.extend(opts.env);
         let config =
@@ -255,4 +257,33 @@ impl Drop for PrivatePostgres {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The model directory installed by `make test`.
+pub fn model_dir() -> PathBuf {
+    PathBuf::from(stack_env("EMBEDDING_MODEL_DIR"))
+}
+
+/// `(text, reference embedding)` pairs from sentence-transformers
+/// (`../shared/reference/minilm_reference.jsonl`, or `RAGBOT_REFERENCE_DIR`).
+pub fn reference_embeddings() -> Vec<(String, Vec<f32>)> {
+    let dir = std::env::var("RAGBOT_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("../shared/reference"));
+    let path = dir.join("minilm_reference.jsonl");
+    let raw = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    raw.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("reference line is JSON");
+            let text = v["text"].as_str().expect("text").to_string();
+            let emb = v["embedding"]
+                .as_array()
+                .expect("embedding")
+                .iter()
+                .map(|x| x.as_f64().expect("number") as f32)
+                .collect();
+            (text, emb)
+        })
+        .collect()
 }

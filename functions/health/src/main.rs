@@ -2,11 +2,11 @@
 //! Cold start wires config, pool and clients once; every invocation reuses them.
 
 use lambda_http::Error;
-use ragbot::{http, telemetry, AppState, Config};
+use ragbot::{config::EmbeddingProviderKind, http, telemetry, AppState, Config};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let config = match Config::from_env() {
+    let mut config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("health: {e}");
@@ -14,6 +14,8 @@ async fn main() -> Result<(), Error> {
         }
     };
     telemetry::init(config.log_format);
+    // Health must not need the model: it answers even when the model layer is broken.
+    config.embedding.provider = EmbeddingProviderKind::None;
     let state = AppState::init(config).await?;
     lambda_http::run(http::app(http::health::routes(), state)).await
 }

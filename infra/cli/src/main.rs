@@ -5,7 +5,8 @@ use std::{net::SocketAddr, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use ragbot::{
-    config::{DatabaseConfig, TlsMode},
+    config::{DatabaseConfig, EmbeddingSettings, TlsMode},
+    embedding::{self, EmbeddingProvider},
     http, store, telemetry, AppState, Config,
 };
 
@@ -32,6 +33,8 @@ enum Command {
         #[arg(long, env = "DATABASE_TLS", default_value = "disable")]
         tls: String,
     },
+    /// Embed JSON lines `{"text": "..."}` from stdin; write `{"text": "...", "embedding": [...]}` lines.
+    Embed,
     /// Database administration.
     Db {
         #[command(subcommand)]
@@ -72,6 +75,7 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Dev { addr } => dev(addr).await,
+        Command::Embed => embed_stdin().await,
         Command::Migrate { url, tls } => {
             let applied = store::migrate(&DatabaseConfig::for_url(url, parse_tls(&tls)?))
                 .await
@@ -110,6 +114,64 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+async fn embed_stdin() -> Result<(), String> {
+    use std::io::{BufRead, Write};
+    let settings = EmbeddingSettings::from_env().map_err(|e| e.to_string())?;
+    let embedder = embedding::from_config(&settings)
+        .map_err(|e| e.to_string())?
+        .ok_or("EMBEDDING_PROVIDER=none: nothing to embed with")?;
+    let stdin = std::io::stdin().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut batch: Vec<String> = Vec::new();
+    let mut count = 0usize;
+    for (n, line) in stdin.lines().enumerate() {
+        let line = line.map_err(|e| format!("reading stdin: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let text = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v.get("text").and_then(|t| t.as_str()).map(str::to_string))
+            .ok_or_else(|| {
+                format!(
+                    "line {}: expected a JSON object {{\"text\": \"...\"}}",
+                    n + 1
+                )
+            })?;
+        batch.push(text);
+        if batch.len() == 32 {
+            count += write_embedded(embedder.as_ref(), &mut batch, &mut out).await?;
+        }
+    }
+    count += write_embedded(embedder.as_ref(), &mut batch, &mut out).await?;
+    out.flush().map_err(|e| e.to_string())?;
+    eprintln!(
+        "embed: {count} texts with {} ({} dimensions)",
+        embedder.model_id(),
+        embedder.dimension()
+    );
+    Ok(())
+}
+
+async fn write_embedded(
+    embedder: &dyn EmbeddingProvider,
+    batch: &mut Vec<String>,
+    out: &mut impl std::io::Write,
+) -> Result<usize, String> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+    let vectors = embedder.embed(&refs).await.map_err(|e| e.to_string())?;
+    for (text, embedding) in batch.iter().zip(vectors) {
+        let line = serde_json::json!({"text": text, "embedding": embedding});
+        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+    }
+    let n = batch.len();
+    batch.clear();
+    Ok(n)
 }
 
 fn parse_tls(s: &str) -> Result<TlsMode, String> {

@@ -10,7 +10,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::{aws::AwsClients, store::Store, telemetry};
+use crate::{aws::AwsClients, embedding::EmbeddingProvider, store::Store, telemetry};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum ProbeStatus {
@@ -155,8 +155,13 @@ impl Readiness {
 }
 
 /// Every dependency, probed concurrently, each within `timeout`.
-pub async fn check_readiness(store: &Store, aws: &AwsClients, timeout: Duration) -> Readiness {
-    let (db, s3, ddb) = tokio::join!(
+pub async fn check_readiness(
+    store: &Store,
+    aws: &AwsClients,
+    embedder: Option<&dyn EmbeddingProvider>,
+    timeout: Duration,
+) -> Readiness {
+    let (db, s3, ddb, emb) = tokio::join!(
         timed(timeout, async {
             check_database(store, timeout, timeout)
                 .await
@@ -169,20 +174,30 @@ pub async fn check_readiness(store: &Store, aws: &AwsClients, timeout: Duration)
         timed(timeout, async {
             aws.ping_dynamodb().await.map_err(|e| e.to_string())
         }),
+        async {
+            match embedder {
+                None => Check {
+                    status: ProbeStatus::NotConfigured,
+                    latency_ms: None,
+                    error: None,
+                },
+                Some(e) => {
+                    timed(timeout, async {
+                        e.embed(&["ready"])
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    })
+                    .await
+                }
+            }
+        },
     );
     let mut checks = BTreeMap::new();
     checks.insert("database", db);
     checks.insert("s3", s3);
     checks.insert("dynamodb", ddb);
-    // The in-process embedder registers here once it exists (issue: embeddings).
-    checks.insert(
-        "embedder",
-        Check {
-            status: ProbeStatus::NotConfigured,
-            latency_ms: None,
-            error: None,
-        },
-    );
+    checks.insert("embedder", emb);
     let ready = checks
         .values()
         .all(|c| c.status != ProbeStatus::Unavailable);

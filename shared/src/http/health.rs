@@ -37,6 +37,7 @@ async fn readiness(State(state): State<AppState>) -> Response {
     let report = health::check_readiness(
         &state.store,
         &state.aws,
+        state.embedder.as_deref(),
         state.config.health.dependency_timeout,
     )
     .await;

@@ -5,9 +5,11 @@
 //! invocations), unnamed statements only (`query_typed`), no session state.
 
 mod bootstrap;
+mod compat;
 mod pool;
 
 pub use bootstrap::{bootstrap, migrate, BootstrapSpec, APP_ROLE, MIGRATOR_ROLE};
+pub use compat::{check_embedding_compat, Incompatible};
 pub use pool::{connect_once, Store};
 
 use std::time::Duration;

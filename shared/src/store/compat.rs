@@ -1,0 +1,49 @@
+//! Start-up check: the embedder must fit the stored vectors.
+
+use super::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Incompatible {
+    #[error("the embedder gives {provider} dimensions but chunks.embedding is vector({column}); use a {column}-dimension model or migrate the column")]
+    Dimension { provider: usize, column: usize },
+    #[error("chunks are embedded with '{stored}' but the configured model is '{configured}'; run `ragbot reembed` or configure '{stored}'")]
+    Model { stored: String, configured: String },
+}
+
+/// `Ok(Err(..))` when the embedder does not fit the stored data; `Err` when the check itself
+/// could not run (database down: callers log and go on).
+pub async fn check_embedding_compat(
+    store: &Store,
+    dimension: usize,
+    model: &str,
+) -> Result<Result<(), Incompatible>, StoreError> {
+    let client = store.client_once().await?;
+    let column: i32 = client
+        .query_typed(
+            "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'",
+            &[],
+        )
+        .await?
+        .first()
+        .map(|r| r.get(0))
+        .unwrap_or(-1);
+    if column > 0 && column as usize != dimension {
+        return Ok(Err(Incompatible::Dimension {
+            provider: dimension,
+            column: column as usize,
+        }));
+    }
+    let other = client
+        .query_typed(
+            "SELECT embedding_model FROM chunks WHERE embedding_model <> $1 LIMIT 1",
+            &[(&model, tokio_postgres::types::Type::TEXT)],
+        )
+        .await?;
+    if let Some(row) = other.first() {
+        return Ok(Err(Incompatible::Model {
+            stored: row.get(0),
+            configured: model.to_string(),
+        }));
+    }
+    Ok(Ok(()))
+}
