@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help install dev test lint fmt build clean-stack
+.PHONY: help install dev test lint fmt build bench layer clean-stack
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,6 +25,14 @@ fmt: ## format the code
 
 build: ## release build of every function and the operator binary (host architecture)
 	cargo build --release --workspace --bins
+
+layer: ## package the embedding model as a Lambda layer (.local/build/model-layer[.zip])
+	@bash infra/local/model-layer.sh
+
+bench: ## benchmarks (release build): embedding load time, query latency, throughput, RSS
+	@bash infra/local/install.sh stack
+	cargo build --release --quiet -p ragbot-bench
+	EMBEDDING_MODEL_DIR=.local/models/all-MiniLM-L6-v2 ./target/release/ragbot-bench
 
 clean-stack: ## stop a leftover dev stack and delete its data (.local/dev-stack)
 	-@bash infra/local/stack.sh down .local/dev-stack
