@@ -181,11 +181,6 @@ async fn readiness_reports_the_loaded_embedder() {
     })
     .await;
     let resp = app.get("/health/ready").await;
-    assert_eq!(
-        resp.status,
-        http::StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&resp.body)
-    );
+    resp.assert_status(http::StatusCode::OK);
     assert_eq!(resp.json()["checks"]["embedder"]["status"], "ok");
 }

@@ -27,12 +27,7 @@ async fn liveness_reports_version_without_io() {
 async fn database_health_reports_pgvector_and_latency() {
     let app = TestApp::spawn().await;
     let resp = app.get("/health/db").await;
-    assert_eq!(
-        resp.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&resp.body)
-    );
+    resp.assert_status(StatusCode::OK);
     assert_eq!(resp.header("cache-control"), Some("no-store"));
     let body = resp.json();
     assert_eq!(body["status"], "ok");
@@ -63,23 +58,13 @@ async fn database_health_goes_503_when_postgres_stops_and_recovers_when_it_retur
     .await;
 
     let resp = app.get("/health/db").await;
-    assert_eq!(
-        resp.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&resp.body)
-    );
+    resp.assert_status(StatusCode::OK);
 
     pg.stop();
     let started = Instant::now();
     let resp = app.get("/health/db").await;
     let took = started.elapsed();
-    assert_eq!(
-        resp.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        String::from_utf8_lossy(&resp.body)
-    );
+    resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         took < Duration::from_secs(5) + Duration::from_millis(500),
         "answered after {took:?}"
@@ -101,12 +86,7 @@ async fn database_health_goes_503_when_postgres_stops_and_recovers_when_it_retur
     pg.start_again();
     // The pool drops the dead connection (verified recycling) and reconnects.
     let resp = app.get("/health/db").await;
-    assert_eq!(
-        resp.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&resp.body)
-    );
+    resp.assert_status(StatusCode::OK);
     assert_eq!(resp.json()["pgvector"], "0.8.2");
 }
 
@@ -114,12 +94,7 @@ async fn database_health_goes_503_when_postgres_stops_and_recovers_when_it_retur
 async fn readiness_reaches_s3_and_dynamodb() {
     let app = TestApp::spawn().await;
     let resp = app.get("/health/ready").await;
-    assert_eq!(
-        resp.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&resp.body)
-    );
+    resp.assert_status(StatusCode::OK);
     assert_eq!(resp.header("cache-control"), Some("no-store"));
     let body = resp.json();
     assert_eq!(body["status"], "ready");

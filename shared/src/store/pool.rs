@@ -67,10 +67,6 @@ impl Store {
             }
         }
     }
-
-    pub fn status(&self) -> deadpool_postgres::Status {
-        self.pool.status()
-    }
 }
 
 fn jitter(d: Duration) -> Duration {
