@@ -37,12 +37,6 @@ fn short_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
-/// Replaces the database of a postgres:// URL.
-pub fn url_with_db(url: &str, db: &str) -> String {
-    let (base, _) = url.rsplit_once('/').expect("URL has a path");
-    format!("{base}/{db}")
-}
-
 /// Replaces user:password of a postgres:// URL.
 pub fn url_with_user(url: &str, user: &str, password: &str) -> String {
     let (scheme, rest) = url.split_once("://").expect("URL has a scheme");
@@ -80,7 +74,7 @@ impl TestDb {
             .await
             .expect("bootstrap test database");
         }
-        let db_url = url_with_db(admin_url, &name);
+        let db_url = store::with_database(admin_url, &name);
         let db = TestDb {
             admin_url: admin_url.to_string(),
             migrator_url: url_with_user(&db_url, store::MIGRATOR_ROLE, &migrator_pw),

@@ -108,7 +108,7 @@ pub async fn migrate(migrator: &DatabaseConfig) -> Result<Vec<i32>, StoreError> 
 }
 
 /// Replaces the database name of a connection string (URL or key=value form).
-fn with_database(url: &str, database: &str) -> String {
+pub fn with_database(url: &str, database: &str) -> String {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let (base, query) = match url.split_once('?') {
             Some((b, q)) => (b, Some(q)),

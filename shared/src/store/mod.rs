@@ -8,7 +8,7 @@ mod bootstrap;
 mod compat;
 mod pool;
 
-pub use bootstrap::{bootstrap, migrate, BootstrapSpec, APP_ROLE, MIGRATOR_ROLE};
+pub use bootstrap::{bootstrap, migrate, with_database, BootstrapSpec, APP_ROLE, MIGRATOR_ROLE};
 pub use compat::{check_embedding_compat, Incompatible};
 pub use pool::{connect_once, Store};
 
