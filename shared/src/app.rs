@@ -3,14 +3,18 @@
 use std::sync::Arc;
 
 use crate::{
-    aws::{AwsClients, AwsError},
-    config::Config,
+    auth::{Tenant, Verifier},
+    aws::{AwsClients, AwsError, DynamoRateLimiter},
+    config::{Config, ConfigError},
     embedding::{self, EmbeddingError, SharedEmbedder},
+    ratelimit::RateLimiter,
     store::{self, Incompatible, Store, StoreError},
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("creating local resources: {0}")]
@@ -28,6 +32,10 @@ pub struct AppState {
     pub aws: AwsClients,
     /// `None` in processes that embed nothing (the health function).
     pub embedder: Option<SharedEmbedder>,
+    pub verifier: Arc<Verifier>,
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Tenant of principals whose token names none.
+    pub default_tenant: Tenant,
 }
 
 impl AppState {
@@ -48,11 +56,21 @@ impl AppState {
                 }
             }
         }
+        let verifier = Arc::new(Verifier::from_settings(&config.auth).await?);
+        let default_tenant =
+            Tenant::parse(&config.auth.default_tenant).map_err(|reason| ConfigError::Invalid {
+                name: "TENANT_CODE",
+                reason,
+            })?;
+        let limiter: Arc<dyn RateLimiter> = Arc::new(DynamoRateLimiter::new(aws.clone()));
         Ok(AppState {
             config: Arc::new(config),
             store,
             aws,
             embedder,
+            verifier,
+            limiter,
+            default_tenant,
         })
     }
 }

@@ -195,6 +195,86 @@ impl EmbeddingSettings {
     }
 }
 
+/// Authentication and tenancy.
+#[derive(Clone)]
+pub struct AuthSettings {
+    /// HS256 secret for in-process verification (`JWT_SECRET`); a development default in local/test.
+    pub jwt_secret: Option<String>,
+    /// JWKS for RS256/ES256 verification: a URL (`JWT_JWKS_URL`, fetched at cold start and on an
+    /// unknown key id) or the JSON itself (`JWT_JWKS`).
+    pub jwks_url: Option<String>,
+    pub jwks_json: Option<String>,
+    /// Required `iss` / `aud` claims of in-process verified tokens.
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Tenant of principals whose token names none (`TENANT_CODE`).
+    pub default_tenant: String,
+    /// Lets requests without a token retrieve and chat (`ALLOW_ANONYMOUS`).
+    pub allow_anonymous: bool,
+}
+
+/// The development secret used when `JWT_SECRET` is unset in local/test; refused elsewhere.
+pub const LOCAL_DEV_JWT_SECRET: &str = "ragbot-local-development-secret-not-for-production";
+pub const LOCAL_DEV_ISSUER: &str = "ragbot-local";
+pub const LOCAL_DEV_AUDIENCE: &str = "ragbot";
+
+impl fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("jwks_url", &self.jwks_url)
+            .field("jwks_json", &self.jwks_json.as_ref().map(|_| "<set>"))
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("default_tenant", &self.default_tenant)
+            .field("allow_anonymous", &self.allow_anonymous)
+            .finish()
+    }
+}
+
+/// What to do with a request when the rate-limit counters cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Serve the request (and log a warning + metric): availability first.
+    Open,
+    /// Refuse with 503.
+    Closed,
+}
+
+impl FromStr for FailMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "open" => Ok(FailMode::Open),
+            "closed" => Ok(FailMode::Closed),
+            other => Err(format!("'{other}' is not one of open, closed")),
+        }
+    }
+}
+
+/// Fixed-window request limits per principal; 0 means unlimited.
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    pub anonymous: u32,
+    pub user: u32,
+    pub admin: u32,
+    pub window: Duration,
+    pub on_error: FailMode,
+    /// Budget for the counter update; beyond it the request is treated per `on_error`.
+    pub timeout: Duration,
+}
+
+/// Limits on requests: body size, CORS.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub max_body_bytes: usize,
+    /// Allowed CORS origins; `["*"]` for any; empty for no CORS headers.
+    pub cors_origins: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: Environment,
@@ -204,6 +284,9 @@ pub struct Config {
     pub aws: AwsSettings,
     pub health: HealthSettings,
     pub embedding: EmbeddingSettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
+    pub http: HttpSettings,
 }
 
 impl Config {
@@ -301,6 +384,78 @@ impl Config {
 
         let embedding = EmbeddingSettings::read(&env)?;
 
+        let jwt_secret = match (env.string("JWT_SECRET"), local) {
+            (Some(s), _) if s.len() < 32 => {
+                return Err(ConfigError::Invalid {
+                    name: "JWT_SECRET",
+                    reason: format!(
+                        "an HS256 secret must be at least 32 bytes (got {})",
+                        s.len()
+                    ),
+                })
+            }
+            (Some(s), _) => Some(s),
+            (None, true) => Some(LOCAL_DEV_JWT_SECRET.to_string()),
+            (None, false) => None,
+        };
+        let default_tenant = env
+            .string("TENANT_CODE")
+            .unwrap_or_else(|| "default".to_string());
+        if let Err(reason) = crate::auth::Tenant::parse(&default_tenant) {
+            return Err(ConfigError::Invalid {
+                name: "TENANT_CODE",
+                reason,
+            });
+        }
+        let auth = AuthSettings {
+            jwt_secret,
+            jwks_url: env.string("JWT_JWKS_URL"),
+            jwks_json: env.string("JWT_JWKS"),
+            issuer: env
+                .string("JWT_ISSUER")
+                .or_else(|| local.then(|| LOCAL_DEV_ISSUER.to_string())),
+            audience: env
+                .string("JWT_AUDIENCE")
+                .or_else(|| local.then(|| LOCAL_DEV_AUDIENCE.to_string())),
+            default_tenant,
+            allow_anonymous: env.parse_or("ALLOW_ANONYMOUS", false)?,
+        };
+        if (auth.jwks_url.is_some() || auth.jwks_json.is_some()) && auth.issuer.is_none() {
+            return Err(ConfigError::Missing {
+                name: "JWT_ISSUER",
+                hint: "tokens verified against a JWKS must name their issuer",
+            });
+        }
+
+        let rate_limit = RateLimitSettings {
+            anonymous: env.parse_or("RATE_LIMIT_ANONYMOUS", 100)?,
+            user: env.parse_or("RATE_LIMIT_USER", 1000)?,
+            admin: env.parse_or("RATE_LIMIT_ADMIN", 0)?,
+            window: Duration::from_secs(env.parse_or("RATE_LIMIT_WINDOW_SECONDS", 86_400)?),
+            on_error: env.parse_or("RATE_LIMIT_ON_ERROR", FailMode::Open)?,
+            timeout: env.millis_or("RATE_LIMIT_TIMEOUT_MS", 1_000)?,
+        };
+        if rate_limit.window.is_zero() {
+            return Err(ConfigError::Invalid {
+                name: "RATE_LIMIT_WINDOW_SECONDS",
+                reason: "must be at least 1".into(),
+            });
+        }
+
+        let http = HttpSettings {
+            max_body_bytes: env.parse_or("MAX_BODY_BYTES", 6 * 1024 * 1024)?,
+            cors_origins: env
+                .string("CORS_ALLOWED_ORIGINS")
+                .or_else(|| local.then(|| "*".to_string()))
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().to_string())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+
         let log_format = match env
             .string("LOG_FORMAT")
             .as_deref()
@@ -327,6 +482,9 @@ impl Config {
             aws,
             health,
             embedding,
+            auth,
+            rate_limit,
+            http,
         })
     }
 }
@@ -455,13 +613,61 @@ mod tests {
     }
 
     #[test]
+    fn auth_defaults_are_local_only() -> Result<(), ConfigError> {
+        let c = Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://a@h/db")]))?;
+        assert_eq!(c.auth.jwt_secret.as_deref(), Some(LOCAL_DEV_JWT_SECRET));
+        assert_eq!(c.auth.default_tenant, "default");
+        assert!(!c.auth.allow_anonymous);
+        assert_eq!((c.rate_limit.anonymous, c.rate_limit.user), (100, 1000));
+        let prod = Config::from_lookup(lookup(&[
+            ("RAGBOT_ENV", "production"),
+            ("DATABASE_URL", "postgres://a@h/db"),
+            ("DOCUMENTS_BUCKET", "d"),
+            ("BACKUPS_BUCKET", "b"),
+            ("STATE_TABLE", "t"),
+        ]))?;
+        assert!(prod.auth.jwt_secret.is_none() && prod.auth.issuer.is_none());
+        assert!(prod.http.cors_origins.is_empty());
+        let short = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://a@h/db"),
+            ("JWT_SECRET", "short"),
+        ]));
+        assert!(matches!(
+            short,
+            Err(ConfigError::Invalid {
+                name: "JWT_SECRET",
+                ..
+            })
+        ));
+        let tenant = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://a@h/db"),
+            ("TENANT_CODE", "no spaces please"),
+        ]));
+        assert!(matches!(
+            tenant,
+            Err(ConfigError::Invalid {
+                name: "TENANT_CODE",
+                ..
+            })
+        ));
+        Ok(())
+    }
+
+    #[test]
     fn debug_output_redacts_secrets() -> Result<(), ConfigError> {
         let c = Config::from_lookup(lookup(&[
             ("DATABASE_URL", "postgres://app:hunter2@localhost/db"),
             ("DATABASE_PASSWORD", "s3cret"),
+            (
+                "JWT_SECRET",
+                "a-very-long-secret-value-of-at-least-32-bytes",
+            ),
         ]))?;
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("hunter2") && !dbg.contains("s3cret"), "{dbg}");
+        assert!(
+            !dbg.contains("hunter2") && !dbg.contains("s3cret") && !dbg.contains("a-very-long"),
+            "{dbg}"
+        );
         Ok(())
     }
 }

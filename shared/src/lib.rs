@@ -4,6 +4,8 @@
 //! - [`config`]: typed configuration, read once from the environment at cold start.
 //! - [`store`]: PostgreSQL + pgvector (pool, migrations, bootstrap of roles).
 //! - [`aws`]: S3 and DynamoDB clients, built once, plus local resource creation.
+//! - [`auth`]: principals (subject, tenant, roles) and JWT verification.
+//! - [`ratelimit`]: fixed-window limits per principal (DynamoDB counters).
 //! - [`health`]: dependency probes (domain logic of the health function).
 //! - [`http`]: the HTTP surface shared by Lambda and the local dev server (routes, error envelope,
 //!   request ids).
@@ -11,13 +13,16 @@
 //! - [`app`]: the per-process state built once in `main`.
 
 pub mod app;
+pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod embedding;
 pub mod health;
 pub mod http;
+pub mod ratelimit;
 pub mod store;
 pub mod telemetry;
 
 pub use app::AppState;
 pub use config::Config;
+pub use embedding::BoxFuture;

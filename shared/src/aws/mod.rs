@@ -3,6 +3,10 @@
 //! Clients are built once per process from aws-config (credentials from the environment / the
 //! Lambda role), with endpoint overrides for the local stack.
 
+mod ratelimit;
+
+pub use ratelimit::DynamoRateLimiter;
+
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,

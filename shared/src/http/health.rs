@@ -4,24 +4,32 @@ use axum::{
     extract::State,
     http::{header, StatusCode},
     response::{IntoResponse, Response},
-    routing::get,
-    Json, Router,
+    Json,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::Routes;
 use crate::{health, AppState};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(liveness))
-        .route("/health/db", get(database))
-        .route("/health/ready", get(readiness))
+/// Public routes (no token): monitoring must reach them.
+pub fn routes() -> Routes {
+    OpenApiRouter::new()
+        .routes(routes!(liveness))
+        .routes(routes!(database))
+        .routes(routes!(readiness))
 }
 
-/// No I/O: the process is up.
+/// Liveness: no I/O, the process is up.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "`{\"status\":\"ok\",\"version\",\"timestamp\"}`")))]
 async fn liveness() -> Response {
     no_store(StatusCode::OK, Json(health::liveness()))
 }
 
+/// Database reachability, latency, PostgreSQL and pgvector versions.
+#[utoipa::path(get, path = "/health/db", tag = "health",
+    responses((status = 200, description = "Database reachable"),
+              (status = 503, description = "Database unreachable or slower than the timeout")))]
 async fn database(State(state): State<AppState>) -> Response {
     let h = &state.config.health;
     let report = health::check_database(&state.store, h.db_timeout, h.db_warn_latency).await;
@@ -33,6 +41,10 @@ async fn database(State(state): State<AppState>) -> Response {
     no_store(status, Json(report))
 }
 
+/// Every dependency (database, S3, DynamoDB, embedder) with status and latency.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses((status = 200, description = "Every dependency is ready"),
+              (status = 503, description = "At least one dependency is not ready")))]
 async fn readiness(State(state): State<AppState>) -> Response {
     let report = health::check_readiness(
         &state.store,

@@ -1,21 +1,114 @@
 //! The HTTP surface, shared by the Lambda functions (through `lambda_http::run`) and the local dev
 //! server (through `axum::serve`): the same router, middleware and handlers in both.
+//!
+//! Routes are registered through utoipa-axum's `routes!`, which adds each handler to the router and
+//! its `#[utoipa::path]` to the OpenAPI document in one step, so the document served at
+//! `GET /openapi.json` lists exactly the routes served.
 
+mod auth;
 mod error;
 pub mod health;
+mod json;
 mod request_id;
 
-use axum::Router;
+use std::sync::Arc;
 
+use axum::{
+    extract::{DefaultBodyLimit, Extension},
+    http::{header, HeaderValue, Method},
+    response::{IntoResponse, Response},
+    Router,
+};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use utoipa::{
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    OpenApi, ToSchema,
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub use auth::{AccessLevel, Admin, Authorized, Reader};
 pub use error::ApiError;
+pub use json::{body_rejection, ApiJson};
 pub use request_id::{current_request_id, REQUEST_ID_HEADER};
 
-use crate::AppState;
+use crate::{config::HttpSettings, AppState};
 
-/// A function's routes wrapped in the middleware every function shares: request ids, request logs,
-/// and the error envelope for unknown routes and methods.
-pub fn app(routes: Router<AppState>, state: AppState) -> Router {
-    routes
+/// A function's routes, with their OpenAPI paths.
+pub type Routes = OpenApiRouter<AppState>;
+
+/// The error envelope every route answers errors with.
+#[derive(serde::Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `validation_failed`, `unauthorized`, `rate_limited`.
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The request id (also in the `x-request-id` response header and every log line).
+    pub request_id: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ragbot",
+        description = "Serverless RAG chatbot backend. Authenticate with `Authorization: Bearer <JWT>`; errors use one envelope `{\"error\":{\"code\",\"message\",\"request_id\"}}`."
+    ),
+    components(schemas(ErrorEnvelope, ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document, served as JSON.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "This API's OpenAPI 3 document")))]
+async fn openapi_json(Extension(doc): Extension<Arc<String>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.as_str().to_owned(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI document of `routes` (plus `/openapi.json` itself).
+pub fn openapi(routes: Routes) -> utoipa::openapi::OpenApi {
+    with_meta(routes).split_for_parts().1
+}
+
+fn with_meta(routes: Routes) -> Routes {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes)
+        .routes(routes!(openapi_json))
+}
+
+/// A function's routes wrapped in the middleware every function shares: request ids and request
+/// logs, body limit, CORS, `/openapi.json`, and the error envelope for unknown routes and methods.
+pub fn app(routes: Routes, state: AppState) -> Router {
+    let http = state.config.http.clone();
+    let (router, doc) = with_meta(routes).split_for_parts();
+    let doc = Arc::new(doc.to_json().unwrap_or_else(|_| "{}".to_string()));
+    let mut router = router
         .fallback(|req: axum::extract::Request| async move {
             ApiError::not_found(format!(
                 "no route for {} {}",
@@ -30,11 +123,43 @@ pub fn app(routes: Router<AppState>, state: AppState) -> Router {
                 req.uri().path()
             ))
         })
+        .layer(Extension(doc))
+        .layer(DefaultBodyLimit::max(http.max_body_bytes));
+    if let Some(cors) = cors(&http) {
+        router = router.layer(cors);
+    }
+    router
         .layer(axum::middleware::from_fn(request_id::request_context))
         .with_state(state)
 }
 
+fn cors(http: &HttpSettings) -> Option<CorsLayer> {
+    if http.cors_origins.is_empty() {
+        return None;
+    }
+    let origins = if http.cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::from(Any)
+    } else {
+        AllowOrigin::list(
+            http.cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([
+                header::HeaderName::from_static(REQUEST_ID_HEADER),
+                header::RETRY_AFTER,
+            ])
+            .max_age(std::time::Duration::from_secs(3600)),
+    )
+}
+
 /// Every function's routes, for the local dev server. Each function registers here as it is built.
-pub fn all_routes() -> Router<AppState> {
-    Router::new().merge(health::routes())
+pub fn all_routes() -> Routes {
+    OpenApiRouter::new().merge(health::routes())
 }

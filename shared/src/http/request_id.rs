@@ -24,6 +24,8 @@ pub(crate) async fn request_context(req: Request, next: Next) -> Response {
         request_id = %id,
         method = %req.method(),
         path = %req.uri().path(),
+        subject = tracing::field::Empty,
+        tenant = tracing::field::Empty,
     );
     let start = Instant::now();
     let mut response = REQUEST_ID

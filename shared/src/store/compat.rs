@@ -33,15 +33,17 @@ pub async fn check_embedding_compat(
             column: column as usize,
         }));
     }
+    // Through a SECURITY DEFINER function: row-level security hides every tenant's chunks from
+    // a connection that has no tenant set.
     let other = client
         .query_typed(
-            "SELECT embedding_model FROM chunks WHERE embedding_model <> $1 LIMIT 1",
+            "SELECT ragbot_other_embedding_model($1)",
             &[(&model, tokio_postgres::types::Type::TEXT)],
         )
         .await?;
-    if let Some(row) = other.first() {
+    if let Some(stored) = other.first().and_then(|r| r.get::<_, Option<String>>(0)) {
         return Ok(Err(Incompatible::Model {
-            stored: row.get(0),
+            stored,
             configured: model.to_string(),
         }));
     }

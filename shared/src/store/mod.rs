@@ -7,10 +7,12 @@
 mod bootstrap;
 mod compat;
 mod pool;
+mod tenant;
 
 pub use bootstrap::{bootstrap, migrate, with_database, BootstrapSpec, APP_ROLE, MIGRATOR_ROLE};
 pub use compat::{check_embedding_compat, Incompatible};
 pub use pool::{connect_once, Store};
+pub use tenant::{Params, TenantTx};
 
 use std::time::Duration;
 

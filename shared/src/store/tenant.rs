@@ -1,0 +1,91 @@
+//! Tenant-scoped transactions: the only way the request path reaches tenant data.
+//!
+//! [`Store::begin`] takes a [`Tenant`], opens a transaction and sets `ragbot.tenant` for it
+//! (transaction-local, so nothing leaks to the next user of the pooled connection, and no session
+//! state pins an RDS Proxy connection). Row-level security (migration V3) then limits every
+//! statement to that tenant's rows, so a query without a tenant cannot be issued, and a query that
+//! forgets its `tenant = $1` still cannot see another tenant.
+
+use tokio_postgres::{types::ToSql, types::Type, Row};
+
+use super::{Store, StoreError};
+use crate::auth::Tenant;
+
+/// Parameters with their types, as `query_typed` wants them (unnamed statements: RDS Proxy safe).
+pub type Params<'a> = [(&'a (dyn ToSql + Sync), Type)];
+
+pub struct TenantTx {
+    client: Option<deadpool_postgres::Object>,
+    tenant: Tenant,
+}
+
+impl Store {
+    /// A transaction scoped to `tenant`. Commit it with [`TenantTx::commit`]; dropping it
+    /// uncommitted rolls back (the connection is closed rather than returned mid-transaction).
+    pub async fn begin(&self, tenant: &Tenant) -> Result<TenantTx, StoreError> {
+        let client = self.client().await?;
+        // The tenant code is validated to [A-Za-z0-9_.-], so it can be a literal here and BEGIN +
+        // set_config take one round trip.
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT set_config('ragbot.tenant', '{}', true)",
+                tenant.as_str()
+            ))
+            .await?;
+        Ok(TenantTx {
+            client: Some(client),
+            tenant: tenant.clone(),
+        })
+    }
+}
+
+impl TenantTx {
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
+
+    /// The tenant as a typed query parameter (`$n` with `TEXT`).
+    pub fn tenant_param(&self) -> (&(dyn ToSql + Sync), Type) {
+        (&self.tenant.0, Type::TEXT)
+    }
+
+    pub(crate) fn client(&self) -> Result<&deadpool_postgres::Object, StoreError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("transaction already finished".into()))
+    }
+
+    pub async fn query(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, StoreError> {
+        Ok(self.client()?.query_typed(sql, params).await?)
+    }
+
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Option<Row>, StoreError> {
+        Ok(self.client()?.query_typed_opt(sql, params).await?)
+    }
+
+    pub async fn execute(&self, sql: &str, params: &Params<'_>) -> Result<u64, StoreError> {
+        Ok(self.client()?.execute_typed(sql, params).await?)
+    }
+
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        let client = self.client.take();
+        match client {
+            Some(c) => Ok(c.batch_execute("COMMIT").await?),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TenantTx {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // Not committed (an error or a panic): take the connection out of the pool and close
+            // it; the server rolls the transaction back.
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
