@@ -235,6 +235,77 @@ impl fmt::Debug for AuthSettings {
     }
 }
 
+impl AuthSettings {
+    /// Only the auth settings (for tools that need no database, e.g. `ragbot token`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let get = |k: &str| std::env::var(k).ok();
+        let env = Env { get: &get };
+        let environment: Environment = env.parse_or("RAGBOT_ENV", Environment::Local)?;
+        Self::read(&env, environment.is_local())
+    }
+
+    /// The auth settings from explicit variables (tests, tools).
+    pub fn from_env_map(vars: &[(&str, &str)]) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let env = Env { get: &get };
+        let environment: Environment = env.parse_or("RAGBOT_ENV", Environment::Local)?;
+        Self::read(&env, environment.is_local())
+    }
+
+    fn read<F: Fn(&str) -> Option<String>>(
+        env: &Env<'_, F>,
+        local: bool,
+    ) -> Result<Self, ConfigError> {
+        let jwt_secret = match (env.string("JWT_SECRET"), local) {
+            (Some(s), _) if s.len() < 32 => {
+                return Err(ConfigError::Invalid {
+                    name: "JWT_SECRET",
+                    reason: format!(
+                        "an HS256 secret must be at least 32 bytes (got {})",
+                        s.len()
+                    ),
+                })
+            }
+            (Some(s), _) => Some(s),
+            (None, true) => Some(LOCAL_DEV_JWT_SECRET.to_string()),
+            (None, false) => None,
+        };
+        let default_tenant = env
+            .string("TENANT_CODE")
+            .unwrap_or_else(|| "default".to_string());
+        if let Err(reason) = crate::auth::Tenant::parse(&default_tenant) {
+            return Err(ConfigError::Invalid {
+                name: "TENANT_CODE",
+                reason,
+            });
+        }
+        let auth = AuthSettings {
+            jwt_secret,
+            jwks_url: env.string("JWT_JWKS_URL"),
+            jwks_json: env.string("JWT_JWKS"),
+            issuer: env
+                .string("JWT_ISSUER")
+                .or_else(|| local.then(|| LOCAL_DEV_ISSUER.to_string())),
+            audience: env
+                .string("JWT_AUDIENCE")
+                .or_else(|| local.then(|| LOCAL_DEV_AUDIENCE.to_string())),
+            default_tenant,
+            allow_anonymous: env.parse_or("ALLOW_ANONYMOUS", false)?,
+        };
+        if (auth.jwks_url.is_some() || auth.jwks_json.is_some()) && auth.issuer.is_none() {
+            return Err(ConfigError::Missing {
+                name: "JWT_ISSUER",
+                hint: "tokens verified against a JWKS must name their issuer",
+            });
+        }
+        Ok(auth)
+    }
+}
+
 /// What to do with a request when the rate-limit counters cannot be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailMode {
@@ -384,48 +455,7 @@ impl Config {
 
         let embedding = EmbeddingSettings::read(&env)?;
 
-        let jwt_secret = match (env.string("JWT_SECRET"), local) {
-            (Some(s), _) if s.len() < 32 => {
-                return Err(ConfigError::Invalid {
-                    name: "JWT_SECRET",
-                    reason: format!(
-                        "an HS256 secret must be at least 32 bytes (got {})",
-                        s.len()
-                    ),
-                })
-            }
-            (Some(s), _) => Some(s),
-            (None, true) => Some(LOCAL_DEV_JWT_SECRET.to_string()),
-            (None, false) => None,
-        };
-        let default_tenant = env
-            .string("TENANT_CODE")
-            .unwrap_or_else(|| "default".to_string());
-        if let Err(reason) = crate::auth::Tenant::parse(&default_tenant) {
-            return Err(ConfigError::Invalid {
-                name: "TENANT_CODE",
-                reason,
-            });
-        }
-        let auth = AuthSettings {
-            jwt_secret,
-            jwks_url: env.string("JWT_JWKS_URL"),
-            jwks_json: env.string("JWT_JWKS"),
-            issuer: env
-                .string("JWT_ISSUER")
-                .or_else(|| local.then(|| LOCAL_DEV_ISSUER.to_string())),
-            audience: env
-                .string("JWT_AUDIENCE")
-                .or_else(|| local.then(|| LOCAL_DEV_AUDIENCE.to_string())),
-            default_tenant,
-            allow_anonymous: env.parse_or("ALLOW_ANONYMOUS", false)?,
-        };
-        if (auth.jwks_url.is_some() || auth.jwks_json.is_some()) && auth.issuer.is_none() {
-            return Err(ConfigError::Missing {
-                name: "JWT_ISSUER",
-                hint: "tokens verified against a JWKS must name their issuer",
-            });
-        }
+        let auth = AuthSettings::read(&env, local)?;
 
         let rate_limit = RateLimitSettings {
             anonymous: env.parse_or("RATE_LIMIT_ANONYMOUS", 100)?,

@@ -19,6 +19,7 @@ pub mod config;
 pub mod embedding;
 pub mod health;
 pub mod http;
+pub mod ingest;
 pub mod ratelimit;
 pub mod store;
 pub mod telemetry;

@@ -14,18 +14,7 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_target(false)
-                    .without_time()
-                    .with_writer(std::io::stdout),
-            )
-            .try_init(),
+        LogFormat::Json => registry.with(json_layer(std::io::stdout)).try_init(),
         LogFormat::Text => registry
             .with(
                 fmt::layer()
@@ -37,6 +26,23 @@ pub fn init(format: LogFormat) {
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
+}
+
+/// The JSON log layer: one object per line with the event's fields flattened and the current
+/// span's fields (`request_id`, `subject`, `tenant`, ...) under `span`. Lambda adds the timestamp.
+pub fn json_layer<S, W>(writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .without_time()
+        .with_writer(writer)
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -134,6 +134,10 @@ async fn start_up_refuses_a_model_that_does_not_fit_the_stored_vectors() {
 
     // Model id against the chunks already stored: start-up fails with one line.
     let client = TestDb::connect(&app.db.app_url).await;
+    client
+        .batch_execute("SELECT set_config('ragbot.tenant', 't', false)")
+        .await
+        .unwrap();
     let doc: uuid::Uuid = client
         .query_one(
             "INSERT INTO documents (tenant, title, source, source_key, content_sha256, mime)

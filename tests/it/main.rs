@@ -1,5 +1,6 @@
 //! Integration tests against the real local stack. Run with `make test`.
 
+mod auth;
 mod embedding;
 mod health;
 mod schema;

@@ -29,9 +29,10 @@ async fn app_role_has_dml_but_no_ddl() {
     denied(&app, "TRUNCATE documents").await;
     denied(&app, "SELECT * FROM refinery_schema_history").await;
 
-    // ...but it can read and write rows.
+    // ...but it can read and write rows (of the tenant its session names: row-level security).
     app.batch_execute(
-        "INSERT INTO documents (tenant, title, source, source_key, content_sha256, mime)
+        "SELECT set_config('ragbot.tenant', 't1', false);
+         INSERT INTO documents (tenant, title, source, source_key, content_sha256, mime)
          VALUES ('t1', 'Doc', 'api', 'k1', 'abc', 'text/plain')",
     )
     .await
@@ -122,6 +123,9 @@ async fn schema_has_vector_column_and_indexes_and_migrating_again_is_a_no_op() {
 async fn chunks_cannot_cross_tenants_and_cascade_with_their_document() {
     let db = TestDb::create(&ragbot_tests::stack_env("RAGBOT_PG_ADMIN_URL")).await;
     let app = TestDb::connect(&db.app_url).await;
+    app.batch_execute("SELECT set_config('ragbot.tenant', 'a', false)")
+        .await
+        .unwrap();
     let doc: uuid::Uuid = app
         .query_one(
             "INSERT INTO documents (tenant, title, source, source_key, content_sha256, mime)
@@ -132,6 +136,10 @@ async fn chunks_cannot_cross_tenants_and_cascade_with_their_document() {
         .unwrap()
         .get(0);
     let v = pgvector_literal();
+    // As tenant b (so row-level security lets the row through), the foreign key still refuses it.
+    app.batch_execute("SELECT set_config('ragbot.tenant', 'b', false)")
+        .await
+        .unwrap();
     let err = app
         .execute(
             &format!("INSERT INTO chunks (document_id, tenant, ordinal, text, embedding, embedding_model) VALUES ($1, 'b', 0, 'x', '{v}', 'm')"),
@@ -140,6 +148,9 @@ async fn chunks_cannot_cross_tenants_and_cascade_with_their_document() {
         .await
         .expect_err("a chunk of tenant b cannot point at tenant a's document");
     assert_eq!(err.code(), Some(&SqlState::FOREIGN_KEY_VIOLATION));
+    app.batch_execute("SELECT set_config('ragbot.tenant', 'a', false)")
+        .await
+        .unwrap();
     app.execute(
         &format!("INSERT INTO chunks (document_id, tenant, ordinal, text, embedding, embedding_model) VALUES ($1, 'a', 0, 'hello world', '{v}', 'm')"),
         &[&doc],

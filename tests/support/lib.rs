@@ -142,6 +142,53 @@ impl TestApp {
         TestApp { router, state, db }
     }
 
+    /// A token signed with the app's configured secret, issuer and audience.
+    pub fn token(&self, sub: &str, tenant: &str, roles: &[&str]) -> String {
+        let roles: Vec<ragbot::auth::Role> = roles
+            .iter()
+            .map(|r| ragbot::auth::Role::parse(r).expect("known role"))
+            .collect();
+        ragbot::auth::mint_token(
+            &self.state.config.auth,
+            sub,
+            &ragbot::auth::Tenant::parse(tenant).expect("tenant"),
+            &roles,
+            std::time::Duration::from_secs(600),
+        )
+        .expect("mint token")
+    }
+
+    /// `method path` with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> TestResponse {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .expect("request");
+        self.send(req).await
+    }
+
+    /// Rows of `table` across every tenant (as the schema owner, bypassing row-level security).
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let c = TestDb::connect(&self.db.migrator_url).await;
+        c.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count")
+            .get(0)
+    }
+
     pub async fn get(&self, path: &str) -> TestResponse {
         self.send(Request::get(path).body(Body::empty()).expect("request"))
             .await

@@ -1,11 +1,12 @@
 //! `ragbot` — the operator binary: local dev server, database bootstrap and migrations.
-//! Later issues add admin subcommands (token, embed, ingest, seed, eval, backups).
+//! Later issues add admin subcommands (ingest, seed, eval, backups).
 
 use std::{net::SocketAddr, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use ragbot::{
-    config::{DatabaseConfig, EmbeddingSettings, TlsMode},
+    auth::{mint_token, Role, Tenant},
+    config::{AuthSettings, DatabaseConfig, EmbeddingSettings, TlsMode},
     embedding::{self, EmbeddingProvider},
     http, store, telemetry, AppState, Config,
 };
@@ -32,6 +33,21 @@ enum Command {
         url: String,
         #[arg(long, env = "DATABASE_TLS", default_value = "disable")]
         tls: String,
+    },
+    /// Mint a development token signed with the configured JWT_SECRET (prints it on stdout).
+    Token {
+        /// Subject (user id).
+        #[arg(long)]
+        sub: String,
+        /// Tenant code (default: TENANT_CODE, else `default`).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Comma-separated roles: admin, user.
+        #[arg(long, default_value = "user")]
+        roles: String,
+        /// Lifetime, e.g. 30m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
     },
     /// Embed JSON lines `{"text": "..."}` from stdin; write `{"text": "...", "embedding": [...]}` lines.
     Embed,
@@ -76,6 +92,16 @@ async fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Dev { addr } => dev(addr).await,
         Command::Embed => embed_stdin().await,
+        Command::Token {
+            sub,
+            tenant,
+            roles,
+            ttl,
+        } => {
+            let token = mint(&sub, tenant.as_deref(), &roles, &ttl)?;
+            println!("{token}");
+            Ok(())
+        }
         Command::Migrate { url, tls } => {
             let applied = store::migrate(&DatabaseConfig::for_url(url, parse_tls(&tls)?))
                 .await
@@ -174,6 +200,19 @@ async fn write_embedded(
     Ok(n)
 }
 
+fn mint(sub: &str, tenant: Option<&str>, roles: &str, ttl: &str) -> Result<String, String> {
+    let settings = AuthSettings::from_env().map_err(|e| e.to_string())?;
+    let tenant = Tenant::parse(tenant.unwrap_or(&settings.default_tenant))?;
+    let roles = roles
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| Role::parse(r).ok_or_else(|| format!("unknown role '{r}': use admin or user")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ttl = humantime::parse_duration(ttl).map_err(|e| format!("--ttl '{ttl}': {e}"))?;
+    mint_token(&settings, sub, &tenant, &roles, ttl)
+}
+
 fn parse_tls(s: &str) -> Result<TlsMode, String> {
     s.parse().map_err(|e| format!("DATABASE_TLS: {e}"))
 }
@@ -187,10 +226,13 @@ async fn dev(addr: SocketAddr) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     eprintln!("ragbot dev: serving on http://{addr} (Ctrl-C stops)");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// Ctrl-C or SIGTERM.

@@ -236,6 +236,38 @@ impl Jwks {
     }
 }
 
+/// Mints a token for `sub` in `tenant` with `roles`, valid for `ttl`, signed with the configured
+/// HS256 secret and carrying the configured issuer and audience (`ragbot token`, tests).
+pub fn mint_token(
+    settings: &AuthSettings,
+    sub: &str,
+    tenant: &super::Tenant,
+    roles: &[super::Role],
+    ttl: Duration,
+) -> Result<String, String> {
+    let secret = settings
+        .jwt_secret
+        .as_deref()
+        .ok_or("JWT_SECRET is not set (and RAGBOT_ENV is not local/test): nothing to sign with")?;
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut claims = Map::new();
+    claims.insert("sub".into(), Value::from(sub));
+    claims.insert("tenant".into(), Value::from(tenant.as_str()));
+    claims.insert(
+        "roles".into(),
+        Value::from(roles.iter().map(|r| r.as_str()).collect::<Vec<_>>()),
+    );
+    claims.insert("iat".into(), Value::from(now));
+    claims.insert("exp".into(), Value::from(now + ttl.as_secs()));
+    if let Some(iss) = &settings.issuer {
+        claims.insert("iss".into(), Value::from(iss.as_str()));
+    }
+    if let Some(aud) = &settings.audience {
+        claims.insert("aud".into(), Value::from(aud.as_str()));
+    }
+    mint_hs256(secret, &claims)
+}
+
 /// Mints an HS256 token over `claims` (the `ragbot token` command and tests).
 pub fn mint_hs256(secret: &str, claims: &Map<String, Value>) -> Result<String, String> {
     jsonwebtoken::encode(

@@ -7,7 +7,7 @@ use std::{collections::BTreeSet, fmt, net::IpAddr};
 
 use serde_json::{Map, Value};
 
-pub use jwt::{mint_hs256, Verifier};
+pub use jwt::{mint_hs256, mint_token, Verifier};
 
 /// A validated tenant code: 1–64 characters of `[A-Za-z0-9_.-]`, starting with a letter or digit.
 /// Every row carries one and every query of the data layer is scoped by one.
@@ -52,7 +52,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn parse(name: &str) -> Option<Role> {
+    pub fn parse(name: &str) -> Option<Role> {
         match name.trim().to_ascii_lowercase().as_str() {
             "admin" | "admins" => Some(Role::Admin),
             "user" | "users" => Some(Role::User),

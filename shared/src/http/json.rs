@@ -36,9 +36,11 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(
             "expected a JSON body: send 'Content-Type: application/json'",
         ),
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::validation(format!("malformed JSON: {}", inner_message(&e.body_text())))
-        }
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("malformed JSON: {}", inner_message(&e.body_text())),
+        ),
         JsonRejection::JsonDataError(e) => ApiError::unprocessable(format!(
             "the JSON body does not fit: {}",
             inner_message(&e.body_text())
@@ -63,4 +65,30 @@ pub fn body_rejection(e: BytesRejection) -> ApiError {
 /// axum prefixes serde's message with a generic sentence; keep serde's part (field path + reason).
 fn inner_message(text: &str) -> &str {
     text.split_once(": ").map(|(_, rest)| rest).unwrap_or(text)
+}
+
+/// `Query<T>` whose rejections are [`ApiError`]s (400 naming the parameter).
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e| {
+                ApiError::validation(format!(
+                    "invalid query string: {}",
+                    inner_message(&e.body_text())
+                ))
+            })
+    }
 }

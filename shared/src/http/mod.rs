@@ -9,6 +9,7 @@ mod auth;
 mod error;
 pub mod health;
 mod json;
+pub mod knowledge;
 mod request_id;
 
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use auth::{AccessLevel, Admin, Authorized, Reader};
 pub use error::ApiError;
-pub use json::{body_rejection, ApiJson};
+pub use json::{body_rejection, ApiJson, ApiQuery};
 pub use request_id::{current_request_id, REQUEST_ID_HEADER};
 
 use crate::{config::HttpSettings, AppState};
@@ -161,5 +162,8 @@ fn cors(http: &HttpSettings) -> Option<CorsLayer> {
 
 /// Every function's routes, for the local dev server. Each function registers here as it is built.
 pub fn all_routes() -> Routes {
-    OpenApiRouter::new().merge(health::routes())
+    OpenApiRouter::new()
+        .merge(health::routes())
+        .merge(knowledge::write_routes())
+        .merge(knowledge::read_routes())
 }

@@ -6,6 +6,7 @@
 
 mod bootstrap;
 mod compat;
+pub mod documents;
 mod pool;
 mod tenant;
 

@@ -1,0 +1,175 @@
+//! Question/answer pairs entered by business users (`POST /embed/qa`): each pair is exactly one
+//! chunk; the question is embedded, the answer kept beside it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{sha256_hex, Change, IngestError, Outcome};
+use crate::{
+    auth::Tenant,
+    embedding::EmbeddingProvider,
+    store::{documents, documents::NewChunk, documents::NewDocument, Store},
+};
+
+pub const MAX_PAIRS: usize = 2_000;
+pub const MAX_TITLE_CHARS: usize = 500;
+pub const MAX_FIELD_CHARS: usize = 20_000;
+
+/// The original system's body.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QaBody {
+    pub document_title: String,
+    pub question_answer_data: Vec<QaPair>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QaPair {
+    pub question: String,
+    pub answer: String,
+}
+
+impl QaBody {
+    /// Checks every rule before any work; the message names the offending field.
+    pub fn validate(&self) -> Result<(), IngestError> {
+        let title = self.document_title.trim();
+        if title.is_empty() {
+            return Err(IngestError::Invalid(
+                "document_title must not be empty".into(),
+            ));
+        }
+        if title.chars().count() > MAX_TITLE_CHARS {
+            return Err(IngestError::Invalid(format!(
+                "document_title is longer than {MAX_TITLE_CHARS} characters"
+            )));
+        }
+        if self.question_answer_data.is_empty() {
+            return Err(IngestError::Invalid(
+                "question_answer_data must hold at least one {\"question\", \"answer\"} pair"
+                    .into(),
+            ));
+        }
+        if self.question_answer_data.len() > MAX_PAIRS {
+            return Err(IngestError::Invalid(format!(
+                "question_answer_data holds {} pairs; the limit is {MAX_PAIRS} per request",
+                self.question_answer_data.len()
+            )));
+        }
+        for (i, p) in self.question_answer_data.iter().enumerate() {
+            for (name, value) in [("question", &p.question), ("answer", &p.answer)] {
+                if value.trim().is_empty() {
+                    return Err(IngestError::Invalid(format!(
+                        "question_answer_data[{i}].{name} must not be empty"
+                    )));
+                }
+                if value.chars().count() > MAX_FIELD_CHARS {
+                    return Err(IngestError::Invalid(format!(
+                        "question_answer_data[{i}].{name} is longer than {MAX_FIELD_CHARS} characters"
+                    )));
+                }
+                if value.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+                    return Err(IngestError::Invalid(format!(
+                        "question_answer_data[{i}].{name} contains control characters"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Documents are identified inside a tenant by their title.
+    pub fn source_key(&self) -> String {
+        format!("qa:{}", self.document_title.trim())
+    }
+
+    fn content_sha256(&self) -> String {
+        let canonical = json!({
+            "title": self.document_title.trim(),
+            "pairs": self.question_answer_data.iter()
+                .map(|p| [p.question.trim(), p.answer.trim()])
+                .collect::<Vec<_>>(),
+        });
+        sha256_hex(canonical.to_string().as_bytes())
+    }
+}
+
+pub async fn ingest(
+    store: &Store,
+    embedder: Option<&dyn EmbeddingProvider>,
+    tenant: &Tenant,
+    body: &QaBody,
+) -> Result<Outcome, IngestError> {
+    body.validate()?;
+    let embedder = embedder.ok_or(IngestError::NoEmbedder)?;
+    let title = body.document_title.trim().to_string();
+    let source_key = body.source_key();
+    let sha = body.content_sha256();
+
+    // Cheap check first: resubmitting the same pairs embeds nothing.
+    let tx = store.begin(tenant).await?;
+    let existing = documents::find_by_source_key(&tx, &source_key).await?;
+    tx.commit().await?;
+    if let Some((id, stored_sha, status)) = &existing {
+        if *stored_sha == sha && status == "ready" {
+            return Ok(Outcome {
+                document_id: *id,
+                title,
+                status: "ready",
+                chunks: body.question_answer_data.len(),
+                change: Change::Unchanged,
+            });
+        }
+    }
+
+    // Embed outside any transaction (no connection held while computing).
+    let questions: Vec<&str> = body
+        .question_answer_data
+        .iter()
+        .map(|p| p.question.trim())
+        .collect();
+    let mut vectors = Vec::with_capacity(questions.len());
+    for batch in questions.chunks(32) {
+        vectors.extend(embedder.embed(batch).await?);
+    }
+    let chunks: Vec<NewChunk> = body
+        .question_answer_data
+        .iter()
+        .zip(vectors)
+        .map(|(p, embedding)| NewChunk {
+            text: p.answer.trim().to_string(),
+            question: Some(p.question.trim().to_string()),
+            answer: Some(p.answer.trim().to_string()),
+            metadata: json!({}),
+            embedding,
+            token_count: None,
+        })
+        .collect();
+
+    let doc = NewDocument {
+        title: title.clone(),
+        source: "qa",
+        source_key,
+        s3_bucket: None,
+        s3_key: None,
+        s3_version: None,
+        content_sha256: sha,
+        mime: "application/json".into(),
+        metadata: json!({}),
+    };
+    let tx = store.begin(tenant).await?;
+    let id = documents::upsert_document(&tx, &doc, "processing").await?;
+    documents::replace_chunks(&tx, id, &chunks, embedder.model_id()).await?;
+    tx.commit().await?;
+    Ok(Outcome {
+        document_id: id,
+        title,
+        status: "ready",
+        chunks: chunks.len(),
+        change: if existing.is_some() {
+            Change::Updated
+        } else {
+            Change::Created
+        },
+    })
+}
