@@ -2,6 +2,7 @@
 //! writes the document and all of its chunks in ONE tenant-scoped transaction, so a failure leaves
 //! the previous version intact. Identical content (same sha256) is a no-op.
 
+pub mod chunking;
 pub mod qa;
 
 use serde::Serialize;
