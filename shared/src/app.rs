@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use crate::{
     auth::{Tenant, Verifier},
-    aws::{AwsClients, AwsError, DynamoRateLimiter},
+    aws::{AwsClients, AwsError, DynamoLedger, DynamoRateLimiter, S3Objects},
     config::{Config, ConfigError},
     embedding::{self, EmbeddingError, SharedEmbedder},
+    ingest::{chunking::Chunker, document::Ingestor},
     ratelimit::RateLimiter,
     store::{self, Incompatible, Store, StoreError},
 };
@@ -36,6 +37,8 @@ pub struct AppState {
     pub limiter: Arc<dyn RateLimiter>,
     /// Tenant of principals whose token names none.
     pub default_tenant: Tenant,
+    /// Document ingestion (parse, chunk, embed, store), shared by routes and the S3 handler.
+    pub ingestor: Arc<Ingestor>,
 }
 
 impl AppState {
@@ -63,6 +66,30 @@ impl AppState {
                 reason,
             })?;
         let limiter: Arc<dyn RateLimiter> = Arc::new(DynamoRateLimiter::new(aws.clone()));
+        let chunker = match &embedder {
+            Some(e) => Some(
+                Chunker::new(
+                    e.tokenizer(),
+                    config.ingest.chunk_max_tokens,
+                    config.ingest.chunk_overlap_tokens,
+                )
+                .map_err(|reason| ConfigError::Invalid {
+                    name: "CHUNK_OVERLAP_TOKENS",
+                    reason,
+                })?,
+            ),
+            None => None,
+        };
+        let ingestor = Arc::new(Ingestor {
+            store: store.clone(),
+            embedder: embedder.clone(),
+            chunker,
+            objects: Arc::new(S3Objects::new(&aws)),
+            ledger: Arc::new(DynamoLedger::new(&aws)),
+            documents_bucket: aws.documents_bucket.clone(),
+            default_tenant: default_tenant.clone(),
+            embed_batch: config.ingest.embed_batch,
+        });
         Ok(AppState {
             config: Arc::new(config),
             store,
@@ -71,6 +98,7 @@ impl AppState {
             verifier,
             limiter,
             default_tenant,
+            ingestor,
         })
     }
 }

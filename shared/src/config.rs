@@ -338,6 +338,14 @@ pub struct RateLimitSettings {
     pub timeout: Duration,
 }
 
+/// Ingestion: chunk sizes in tokens of the embedding model, embedding batch size.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    pub chunk_max_tokens: usize,
+    pub chunk_overlap_tokens: usize,
+    pub embed_batch: usize,
+}
+
 /// Limits on requests: body size, CORS.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -358,6 +366,7 @@ pub struct Config {
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
     pub http: HttpSettings,
+    pub ingest: IngestSettings,
 }
 
 impl Config {
@@ -472,6 +481,34 @@ impl Config {
             });
         }
 
+        let ingest = IngestSettings {
+            chunk_max_tokens: env.parse_or("CHUNK_MAX_TOKENS", 200)?,
+            chunk_overlap_tokens: env.parse_or("CHUNK_OVERLAP_TOKENS", 30)?,
+            embed_batch: env.parse_or("EMBED_BATCH_SIZE", 32)?,
+        };
+        // all-MiniLM-L6-v2 reads 256 tokens, two of which are [CLS] and [SEP].
+        if !(16..=254).contains(&ingest.chunk_max_tokens) {
+            return Err(ConfigError::Invalid {
+                name: "CHUNK_MAX_TOKENS",
+                reason: format!(
+                    "{} is outside 16..=254 (the model reads 256 tokens including 2 special ones)",
+                    ingest.chunk_max_tokens
+                ),
+            });
+        }
+        if ingest.chunk_overlap_tokens >= ingest.chunk_max_tokens {
+            return Err(ConfigError::Invalid {
+                name: "CHUNK_OVERLAP_TOKENS",
+                reason: "must be smaller than CHUNK_MAX_TOKENS".into(),
+            });
+        }
+        if ingest.embed_batch == 0 {
+            return Err(ConfigError::Invalid {
+                name: "EMBED_BATCH_SIZE",
+                reason: "must be at least 1".into(),
+            });
+        }
+
         let http = HttpSettings {
             max_body_bytes: env.parse_or("MAX_BODY_BYTES", 6 * 1024 * 1024)?,
             cors_origins: env
@@ -515,6 +552,7 @@ impl Config {
             auth,
             rate_limit,
             http,
+            ingest,
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod embedding;
 pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod lambda;
 pub mod parsing;
 pub mod ratelimit;
 pub mod store;

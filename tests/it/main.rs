@@ -3,4 +3,5 @@
 mod auth;
 mod embedding;
 mod health;
+mod ingest;
 mod schema;

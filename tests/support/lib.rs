@@ -4,6 +4,8 @@
 //! Every [`TestApp`] gets its own database (bootstrapped and migrated with the production code),
 //! its own buckets and its own DynamoDB table, so tests run in parallel without sharing state.
 
+pub mod pdf;
+
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},

@@ -16,6 +16,12 @@ async fn main() -> Result<(), Error> {
     telemetry::init(config.log_format);
     // Health must not need the model: it answers even when the model layer is broken.
     config.embedding.provider = EmbeddingProviderKind::None;
-    let state = AppState::init(config).await?;
+    let state = match AppState::init(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("health: {e}");
+            std::process::exit(2);
+        }
+    };
     lambda_http::run(http::app(http::health::routes(), state)).await
 }

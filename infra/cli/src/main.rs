@@ -221,7 +221,8 @@ async fn dev(addr: SocketAddr) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     telemetry::init(config.log_format);
     let state = AppState::init(config).await.map_err(|e| e.to_string())?;
-    let app = http::app(http::all_routes(), state);
+    let app = http::app(http::all_routes(), state.clone());
+    spawn_local_s3_notifications(&state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -233,6 +234,31 @@ async fn dev(addr: SocketAddr) -> Result<(), String> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .map_err(|e| e.to_string())
+}
+
+/// s3s-fs sends no event notifications: poll the documents bucket and hand each change to the
+/// embed function's Lambda handler as the S3 event JSON AWS would send.
+fn spawn_local_s3_notifications(state: &AppState) {
+    let notifier = ragbot::aws::notify_local::LocalNotifier::new(
+        state.aws.s3.clone(),
+        state.aws.documents_bucket.clone(),
+    );
+    let ingestor = state.ingestor.clone();
+    eprintln!(
+        "ragbot dev: watching bucket {} for documents (S3 notifications emulated, every 2 s)",
+        state.aws.documents_bucket
+    );
+    tokio::spawn(
+        notifier.run(std::time::Duration::from_secs(2), move |event| {
+            let ingestor = ingestor.clone();
+            async move {
+                match ragbot::lambda::dispatch_s3(&ingestor, event).await {
+                    Ok(result) => tracing::info!(%result, "local S3 notification handled"),
+                    Err(e) => tracing::warn!(error = %e, "local S3 notification failed"),
+                }
+            }
+        }),
+    );
 }
 
 /// Ctrl-C or SIGTERM.

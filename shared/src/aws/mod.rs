@@ -3,8 +3,11 @@
 //! Clients are built once per process from aws-config (credentials from the environment / the
 //! Lambda role), with endpoint overrides for the local stack.
 
+pub mod notify_local;
+mod objects;
 mod ratelimit;
 
+pub use objects::{DynamoLedger, S3Objects, LEDGER_LEASE};
 pub use ratelimit::DynamoRateLimiter;
 
 use aws_config::{BehaviorVersion, Region};

@@ -220,6 +220,10 @@ impl EmbeddingProvider for LocalEmbedder {
         &self.model_id
     }
 
+    fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
+        Some(&self.inner.tokenizer)
+    }
+
     fn dimension(&self) -> usize {
         self.dimension
     }

@@ -35,6 +35,10 @@ pub trait EmbeddingProvider: Send + Sync {
         &'a self,
         texts: &'a [&'a str],
     ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbeddingError>>;
+    /// The model's tokenizer, when it runs in-process (token-aware chunking uses it).
+    fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
+        None
+    }
 }
 
 pub type SharedEmbedder = Arc<dyn EmbeddingProvider>;

@@ -1,7 +1,9 @@
 //! Knowledge routes (admin): Q&A pairs, documents.
 
+use std::sync::Arc;
+
 use axum::{
-    extract::{Path, State},
+    extract::{FromRequest, Multipart, Path, Request, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     Json,
@@ -12,7 +14,7 @@ use uuid::Uuid;
 
 use super::{Admin, ApiError, ApiJson, ApiQuery, Authorized, ErrorEnvelope, Routes};
 use crate::{
-    ingest::{self, qa::QaBody, Change, IngestError, Outcome},
+    ingest::{self, document::SourceFile, qa::QaBody, Change, IngestError, Outcome},
     store::documents::{self, Document, ListFilter},
     AppState,
 };
@@ -22,6 +24,7 @@ pub fn write_routes() -> Routes {
     OpenApiRouter::new()
         .routes(routes!(embed_qa))
         .routes(routes!(embed_qa_legacy))
+        .routes(routes!(upload_document))
         .routes(routes!(delete_document))
 }
 
@@ -90,6 +93,133 @@ async fn embed_qa_legacy(
     body: ApiJson<QaBody>,
 ) -> Result<Response, ApiError> {
     embed_qa(state, who, body).await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    /// File name for a raw body (its extension picks the format when the content type does not).
+    name: Option<String>,
+    /// Document title (default: the content's own title, else the file name).
+    title: Option<String>,
+}
+
+/// Uploads a document (raw body with its content type, or `multipart/form-data` with a file):
+/// stores it in the documents bucket under `tenants/<tenant>/uploads/<name>` and ingests it.
+/// Unsupported types get 415 and unreadable files 422, before anything is stored.
+#[utoipa::path(post, path = "/documents", tag = "knowledge", params(UploadQuery),
+    request_body(content = Vec<u8>, description = "The file: txt, md, html, csv, json or pdf, raw or as multipart field `file`", content_type = "application/octet-stream"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Document created", body = Outcome),
+        (status = 200, description = "Document updated or unchanged", body = Outcome),
+        (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorEnvelope),
+        (status = 415, description = "Unsupported type", body = ErrorEnvelope),
+        (status = 422, description = "Unreadable or empty file", body = ErrorEnvelope)))]
+async fn upload_document(
+    State(state): State<AppState>,
+    who: Authorized<Admin>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let header_type = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (name, content_type, bytes) = if header_type
+        .as_deref()
+        .is_some_and(|t| t.starts_with("multipart/form-data"))
+    {
+        let mut form = Multipart::from_request(req, &()).await.map_err(|e| {
+            ApiError::validation(format!("malformed multipart body: {}", e.body_text()))
+        })?;
+        let mut found = None;
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| multipart_error(e.status(), e.body_text()))?
+        {
+            if field.file_name().is_some() || field.name() == Some("file") {
+                let name = field.file_name().map(str::to_string);
+                let ct = field.content_type().map(str::to_string);
+                let data = field
+                    .bytes()
+                    .await
+                    .map_err(|e| multipart_error(e.status(), e.body_text()))?;
+                found = Some((name, ct, data));
+                break;
+            }
+        }
+        let (name, ct, data) = found.ok_or_else(|| {
+            ApiError::unprocessable("the multipart body has no file field (name it 'file')")
+        })?;
+        (name.or(q.name), ct, data)
+    } else {
+        let data = axum::body::Bytes::from_request(req, &())
+            .await
+            .map_err(super::body_rejection)?;
+        (q.name, header_type, data)
+    };
+    if bytes.is_empty() {
+        return Err(ApiError::unprocessable("the uploaded file is empty"));
+    }
+    let name = sanitize_name(name.as_deref().unwrap_or("upload"));
+    let key = format!("tenants/{}/uploads/{name}", who.tenant);
+    let ingestor = &state.ingestor;
+    let bytes = Arc::new(bytes.to_vec());
+    // Validate (type, parse, chunk) before storing anything.
+    let prepared = ingestor
+        .prepare(content_type.as_deref(), &name, bytes.clone())
+        .await?;
+    let mime = prepared.format.mime();
+    ingestor
+        .objects
+        .put(&ingestor.documents_bucket, &key, bytes.to_vec(), mime)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "storing the upload failed");
+            ApiError::unavailable("could not store the file; nothing was ingested, retry shortly")
+        })?;
+    let src = SourceFile {
+        tenant: who.tenant.clone(),
+        source: "api",
+        bucket: ingestor.documents_bucket.clone(),
+        key,
+        version: None,
+        content_type: Some(mime.to_string()),
+        title: q.title.filter(|t| !t.trim().is_empty()),
+        metadata: serde_json::json!({}),
+    };
+    let outcome = ingestor
+        .ingest_file(&src, bytes.to_vec(), Some(prepared))
+        .await?;
+    Ok(outcome_response(outcome))
+}
+
+fn multipart_error(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::payload_too_large("the request body is larger than the limit (MAX_BODY_BYTES)")
+    } else {
+        ApiError::validation(format!("malformed multipart body: {text}"))
+    }
+}
+
+/// A file name safe as the last segment of an S3 key.
+fn sanitize_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let clean: String = base
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .collect::<String>()
+        .trim()
+        .trim_start_matches('.')
+        .to_string();
+    if clean.is_empty() {
+        "upload".to_string()
+    } else {
+        clean.chars().take(200).collect()
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

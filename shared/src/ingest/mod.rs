@@ -3,6 +3,8 @@
 //! the previous version intact. Identical content (same sha256) is a no-op.
 
 pub mod chunking;
+pub mod document;
+pub mod ports;
 pub mod qa;
 
 use serde::Serialize;

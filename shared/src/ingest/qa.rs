@@ -110,10 +110,10 @@ pub async fn ingest(
     let tx = store.begin(tenant).await?;
     let existing = documents::find_by_source_key(&tx, &source_key).await?;
     tx.commit().await?;
-    if let Some((id, stored_sha, status)) = &existing {
-        if *stored_sha == sha && status == "ready" {
+    if let Some(stored) = &existing {
+        if stored.content_sha256 == sha && stored.status == "ready" {
             return Ok(Outcome {
-                document_id: *id,
+                document_id: stored.id,
                 title,
                 status: "ready",
                 chunks: body.question_answer_data.len(),

@@ -28,8 +28,7 @@ pub fn parse(text: &str) -> Parsed {
         } else {
             trimmed.chars().take_while(|c| *c == '#').count()
         };
-        let is_heading = (1..=6).contains(&level)
-            && trimmed[level..].starts_with(|c: char| c == ' ' || c == '\t');
+        let is_heading = (1..=6).contains(&level) && trimmed[level..].starts_with([' ', '\t']);
         if is_heading {
             flush(&mut current, &path, &mut sections);
             let heading = trimmed[level..]

@@ -92,19 +92,33 @@ pub struct ListFilter {
     pub limit: i64,
 }
 
-/// The stored version of a document identified by its source key: `(id, sha256, status)`.
+/// What is stored for a source key.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub id: Uuid,
+    pub content_sha256: String,
+    pub status: String,
+    pub chunk_count: i32,
+}
+
+/// The stored version of a document identified by its source key.
 pub async fn find_by_source_key(
     tx: &TenantTx,
     source_key: &str,
-) -> Result<Option<(Uuid, String, String)>, StoreError> {
+) -> Result<Option<Stored>, StoreError> {
     let row = tx
         .query_opt(
-            "SELECT id, content_sha256, status FROM documents WHERE tenant = $1 AND source_key = $2",
+            "SELECT id, content_sha256, status, chunk_count FROM documents WHERE tenant = $1 AND source_key = $2",
             &[tx.tenant_param(), (&source_key, Type::TEXT)],
         )
         .await?;
     Ok(match row {
-        Some(r) => Some((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)),
+        Some(r) => Some(Stored {
+            id: r.try_get(0)?,
+            content_sha256: r.try_get(1)?,
+            status: r.try_get(2)?,
+            chunk_count: r.try_get(3)?,
+        }),
         None => None,
     })
 }
@@ -146,7 +160,8 @@ pub async fn upsert_document(
     Ok(row.try_get(0)?)
 }
 
-/// Records a failed ingestion on the document (creating the row if needed), keeping no chunks.
+/// Records a failed ingestion on the document (creating the row if needed). Chunks of a previous
+/// good version are kept, so retrieval goes on working with what was last ingested.
 pub async fn mark_failed(
     tx: &TenantTx,
     doc: &NewDocument,
@@ -154,13 +169,8 @@ pub async fn mark_failed(
 ) -> Result<Uuid, StoreError> {
     let id = upsert_document(tx, doc, "failed").await?;
     tx.execute(
-        "UPDATE documents SET failure_reason = $2, chunk_count = 0 WHERE id = $1",
+        "UPDATE documents SET failure_reason = $2 WHERE id = $1",
         &[(&id, Type::UUID), (&reason, Type::TEXT)],
-    )
-    .await?;
-    tx.execute(
-        "DELETE FROM chunks WHERE document_id = $1",
-        &[(&id, Type::UUID)],
     )
     .await?;
     Ok(id)

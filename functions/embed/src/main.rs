@@ -1,0 +1,27 @@
+//! embed Lambda: `POST /embed/qa` (+ legacy `/agents/embed-data/`), `POST /documents`,
+//! `DELETE /documents/{id}`, and S3 `ObjectCreated` / `ObjectRemoved` notifications of the
+//! documents bucket. Cold start loads config, pool, clients and the model once.
+
+use ragbot::{http, lambda, telemetry, AppState, Config};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda::Error> {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("embed: {e}");
+            std::process::exit(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let state = match AppState::init(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("embed: {e}");
+            std::process::exit(2);
+        }
+    };
+    let ingestor = state.ingestor.clone();
+    let router = http::app(http::knowledge::write_routes(), state);
+    lambda::run_http_and_s3(router, ingestor).await
+}

@@ -1,0 +1,509 @@
+//! Files (API uploads and S3 objects): parse → chunk → embed → one transaction.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{
+    chunking::Chunker,
+    ports::{Claim, Ledger, ObjectStore, PortError},
+    sha256_hex, Change, IngestError, Outcome,
+};
+use crate::{
+    auth::Tenant,
+    embedding::SharedEmbedder,
+    ingest::qa::QaPair,
+    parsing::{self, Format, ParseError},
+    store::{
+        documents::{self, NewChunk, NewDocument},
+        Store, StoreError,
+    },
+};
+
+/// Where a file comes from and what is known about it.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub tenant: Tenant,
+    /// `api` (uploaded through `POST /documents`) or `s3` (put into the bucket directly).
+    pub source: &'static str,
+    pub bucket: String,
+    pub key: String,
+    pub version: Option<String>,
+    pub content_type: Option<String>,
+    /// Title from `<key>.metadata.json`; else the content's own title; else the file name.
+    pub title: Option<String>,
+    /// User metadata (from `<key>.metadata.json`), copied onto every chunk.
+    pub metadata: Value,
+}
+
+impl SourceFile {
+    /// The document's identity inside its tenant.
+    pub fn source_key(&self) -> String {
+        format!("s3:{}", self.key)
+    }
+    fn file_name(&self) -> &str {
+        self.key.rsplit('/').next().unwrap_or(&self.key)
+    }
+}
+
+/// A parsed and chunked file, not yet embedded.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub format: Format,
+    pub title: Option<String>,
+    pub drafts: Vec<super::chunking::Draft>,
+    pub qa_pairs: Vec<QaPair>,
+}
+
+impl Prepared {
+    pub fn chunk_count(&self) -> usize {
+        self.drafts.len() + self.qa_pairs.len()
+    }
+}
+
+/// The ingestion service: built once per process, shared by the API routes and the S3 handler.
+#[derive(Clone)]
+pub struct Ingestor {
+    pub store: Store,
+    pub embedder: Option<SharedEmbedder>,
+    pub chunker: Option<Chunker>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub ledger: Arc<dyn Ledger>,
+    pub documents_bucket: String,
+    pub default_tenant: Tenant,
+    pub embed_batch: usize,
+}
+
+impl From<ParseError> for IngestError {
+    fn from(e: ParseError) -> Self {
+        match e {
+            ParseError::Unsupported(m) => IngestError::Unsupported(m),
+            ParseError::Corrupt(m) => IngestError::Invalid(m),
+        }
+    }
+}
+
+impl From<PortError> for IngestError {
+    fn from(e: PortError) -> Self {
+        IngestError::Store(StoreError::Unavailable(e.0))
+    }
+}
+
+/// What happened to one S3 event record.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordReport {
+    pub event: String,
+    pub bucket: String,
+    pub key: String,
+    pub tenant: String,
+    /// `ingested`, `unchanged`, `failed`, `removed`, `not_found`, `duplicate`, `skipped`.
+    pub result: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Ingestor {
+    /// Detects the format, parses and chunks (CPU work, on a blocking thread). Errors here are
+    /// the caller's: unsupported type (415) or unreadable content (422).
+    pub async fn prepare(
+        &self,
+        content_type: Option<&str>,
+        key: &str,
+        bytes: Arc<Vec<u8>>,
+    ) -> Result<Prepared, IngestError> {
+        let format = Format::detect(content_type, key)?;
+        let chunker = self.chunker.clone().ok_or(IngestError::NoEmbedder)?;
+        tokio::task::spawn_blocking(move || {
+            let parsed = parsing::parse(format, &bytes)?;
+            let drafts = chunker.chunk(&parsed).map_err(IngestError::Invalid)?;
+            Ok(Prepared {
+                format,
+                title: parsed.title,
+                drafts,
+                qa_pairs: parsed.qa_pairs,
+            })
+        })
+        .await
+        .map_err(|e| IngestError::Invalid(format!("parsing failed: {e}")))?
+    }
+
+    /// Ingests a file: unchanged content (same sha256, ready) is a no-op; otherwise the document
+    /// and all of its chunks are written in one transaction, replacing the previous version.
+    pub async fn ingest_file(
+        &self,
+        src: &SourceFile,
+        bytes: Vec<u8>,
+        prepared: Option<Prepared>,
+    ) -> Result<Outcome, IngestError> {
+        let embedder = self.embedder.clone().ok_or(IngestError::NoEmbedder)?;
+        let sha = sha256_hex(&bytes);
+        let source_key = src.source_key();
+
+        let tx = self.store.begin(&src.tenant).await?;
+        let existing = documents::find_by_source_key(&tx, &source_key).await?;
+        tx.commit().await?;
+        if let Some(stored) = &existing {
+            if stored.content_sha256 == sha && stored.status == "ready" {
+                return Ok(Outcome {
+                    document_id: stored.id,
+                    title: src
+                        .title
+                        .clone()
+                        .unwrap_or_else(|| src.file_name().to_string()),
+                    status: "ready",
+                    chunks: stored.chunk_count.max(0) as usize,
+                    change: Change::Unchanged,
+                });
+            }
+        }
+
+        let prepared = match prepared {
+            Some(p) => p,
+            None => {
+                self.prepare(src.content_type.as_deref(), &src.key, Arc::new(bytes))
+                    .await?
+            }
+        };
+        let title = src
+            .title
+            .clone()
+            .or_else(|| prepared.title.clone())
+            .unwrap_or_else(|| src.file_name().to_string());
+
+        // Embed outside any transaction, batch by batch.
+        let texts: Vec<&str> = prepared
+            .drafts
+            .iter()
+            .map(|d| d.text.as_str())
+            .chain(prepared.qa_pairs.iter().map(|p| p.question.trim()))
+            .collect();
+        let mut vectors = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(self.embed_batch.max(1)) {
+            vectors.extend(embedder.embed(batch).await?);
+        }
+        let with_doc_metadata = |mut m: Value| {
+            if let (Some(target), Some(user)) = (m.as_object_mut(), src.metadata.as_object()) {
+                for (k, v) in user {
+                    target.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            m
+        };
+        let mut vectors = vectors.into_iter();
+        let mut chunks = Vec::with_capacity(prepared.chunk_count());
+        for d in &prepared.drafts {
+            chunks.push(NewChunk {
+                text: d.text.clone(),
+                question: None,
+                answer: None,
+                metadata: with_doc_metadata(d.metadata.clone()),
+                embedding: vectors.next().unwrap_or_default(),
+                token_count: i32::try_from(d.token_count).ok(),
+            });
+        }
+        for p in &prepared.qa_pairs {
+            chunks.push(NewChunk {
+                text: p.answer.trim().to_string(),
+                question: Some(p.question.trim().to_string()),
+                answer: Some(p.answer.trim().to_string()),
+                metadata: with_doc_metadata(json!({})),
+                embedding: vectors.next().unwrap_or_default(),
+                token_count: None,
+            });
+        }
+        if chunks.is_empty() {
+            return Err(IngestError::Invalid("the document contains no text".into()));
+        }
+
+        let doc = NewDocument {
+            title: title.clone(),
+            source: src.source,
+            source_key,
+            s3_bucket: Some(src.bucket.clone()),
+            s3_key: Some(src.key.clone()),
+            s3_version: src.version.clone(),
+            content_sha256: sha,
+            mime: prepared.format.mime().to_string(),
+            metadata: src.metadata.clone(),
+        };
+        let tx = self.store.begin(&src.tenant).await?;
+        let id = documents::upsert_document(&tx, &doc, "processing").await?;
+        documents::replace_chunks(&tx, id, &chunks, embedder.model_id()).await?;
+        tx.commit().await?;
+        tracing::info!(document_id = %id, chunks = chunks.len(), key = %src.key, "document ingested");
+        Ok(Outcome {
+            document_id: id,
+            title,
+            status: "ready",
+            chunks: chunks.len(),
+            change: if existing.is_some() {
+                Change::Updated
+            } else {
+                Change::Created
+            },
+        })
+    }
+
+    /// Marks the document failed with `reason` (previous chunks, if any, are kept).
+    pub async fn record_failure(
+        &self,
+        src: &SourceFile,
+        bytes: &[u8],
+        reason: &str,
+    ) -> Result<Uuid, IngestError> {
+        let doc = NewDocument {
+            title: src
+                .title
+                .clone()
+                .unwrap_or_else(|| src.file_name().to_string()),
+            source: src.source,
+            source_key: src.source_key(),
+            s3_bucket: Some(src.bucket.clone()),
+            s3_key: Some(src.key.clone()),
+            s3_version: src.version.clone(),
+            content_sha256: sha256_hex(bytes),
+            mime: src
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "application/octet-stream".into()),
+            metadata: src.metadata.clone(),
+        };
+        let tx = self.store.begin(&src.tenant).await?;
+        let id = documents::mark_failed(&tx, &doc, reason).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The tenant a key belongs to: `tenants/<tenant>/…`, else the default tenant.
+    pub fn tenant_of(&self, key: &str) -> Result<Tenant, IngestError> {
+        match key
+            .strip_prefix("tenants/")
+            .and_then(|rest| rest.split_once('/'))
+        {
+            Some((t, _)) => Tenant::parse(t).map_err(IngestError::Invalid),
+            None => Ok(self.default_tenant.clone()),
+        }
+    }
+
+    /// Handles one S3 event record. `Err` only for transient failures (the event should be
+    /// retried); bad files are recorded on the document and reported.
+    pub async fn handle_s3_record(
+        &self,
+        event_name: &str,
+        bucket: &str,
+        raw_key: &str,
+        version: Option<&str>,
+    ) -> Result<RecordReport, IngestError> {
+        let key = decode_s3_key(raw_key);
+        let mut report = RecordReport {
+            event: event_name.to_string(),
+            bucket: bucket.to_string(),
+            key: key.clone(),
+            tenant: String::new(),
+            result: "skipped".into(),
+            document_id: None,
+            chunks: None,
+            reason: None,
+        };
+        if key.ends_with(".metadata.json") || key.ends_with('/') {
+            report.reason = Some("metadata sidecars and folders are not documents".into());
+            return Ok(report);
+        }
+        let tenant = match self.tenant_of(&key) {
+            Ok(t) => t,
+            Err(e) => {
+                report.result = "failed".into();
+                report.reason = Some(e.to_string());
+                return Ok(report);
+            }
+        };
+        report.tenant = tenant.to_string();
+
+        if event_name.starts_with("ObjectRemoved") {
+            let tx = self.store.begin(&tenant).await?;
+            let removed = documents::delete_by_source_key(&tx, &format!("s3:{key}")).await?;
+            tx.commit().await?;
+            report.result = if removed.is_some() {
+                "removed"
+            } else {
+                "not_found"
+            }
+            .into();
+            report.document_id = removed;
+            return Ok(report);
+        }
+        if !event_name.starts_with("ObjectCreated") {
+            report.reason = Some(format!("event {event_name} is not handled"));
+            return Ok(report);
+        }
+
+        let ledger_id = format!("{bucket}/{key}#{}", version.unwrap_or("unversioned"));
+        match self.ledger.claim(&ledger_id).await? {
+            Claim::Acquired => {}
+            Claim::Done | Claim::InProgress => {
+                report.result = "duplicate".into();
+                return Ok(report);
+            }
+        }
+        let result = self.ingest_object(&tenant, bucket, &key, &mut report).await;
+        match result {
+            Ok(()) => {
+                self.ledger.complete(&ledger_id, &report.result).await?;
+                Ok(report)
+            }
+            Err(e) => {
+                // Transient: give the claim back so Lambda's retry processes the object.
+                if let Err(release) = self.ledger.release(&ledger_id).await {
+                    tracing::warn!(error = %release, "could not release the ingestion claim");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn ingest_object(
+        &self,
+        tenant: &Tenant,
+        bucket: &str,
+        key: &str,
+        report: &mut RecordReport,
+    ) -> Result<(), IngestError> {
+        let Some(object) = self.objects.get(bucket, key).await? else {
+            report.result = "not_found".into();
+            report.reason = Some("the object no longer exists".into());
+            return Ok(());
+        };
+        let sidecar = self
+            .objects
+            .get(bucket, &format!("{key}.metadata.json"))
+            .await?;
+        let (title, metadata) = sidecar_metadata(sidecar.as_ref().map(|o| o.bytes.as_slice()));
+        let src = SourceFile {
+            tenant: tenant.clone(),
+            source: "s3",
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version: object.version.clone().or(object.etag.clone()),
+            content_type: object.content_type.clone(),
+            title,
+            metadata,
+        };
+        match self.ingest_file(&src, object.bytes.clone(), None).await {
+            Ok(outcome) => {
+                report.result = if outcome.change == Change::Unchanged {
+                    "unchanged"
+                } else {
+                    "ingested"
+                }
+                .into();
+                report.document_id = Some(outcome.document_id);
+                report.chunks = Some(outcome.chunks);
+                Ok(())
+            }
+            Err(IngestError::Invalid(reason) | IngestError::Unsupported(reason)) => {
+                tracing::warn!(key = %key, reason = %reason, "document rejected");
+                let id = self.record_failure(&src, &object.bytes, &reason).await?;
+                report.result = "failed".into();
+                report.document_id = Some(id);
+                report.reason = Some(reason);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// `<key>.metadata.json`, as Bedrock Knowledge Bases reads it: `{"metadataAttributes": {...}}` or a
+/// plain object. A `title` attribute names the document.
+fn sidecar_metadata(bytes: Option<&[u8]>) -> (Option<String>, Value) {
+    let Some(bytes) = bytes else {
+        return (None, json!({}));
+    };
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring a metadata sidecar that is not JSON");
+            return (None, json!({}));
+        }
+    };
+    let attrs = value.get("metadataAttributes").cloned().unwrap_or(value);
+    if !attrs.is_object() {
+        return (None, json!({}));
+    }
+    let title = attrs
+        .get("title")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    (title, attrs)
+}
+
+/// S3 event keys are URL-encoded with `+` for spaces.
+pub fn decode_s3_key(raw: &str) -> String {
+    let plus_decoded = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_decoded)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+impl Ingestor {
+    /// Handles an S3 notification event (ObjectCreated / ObjectRemoved records). Records are
+    /// processed in order; a transient failure stops and returns `Err`, so Lambda retries the
+    /// event (records already done are then skipped by the ledger or the sha256 check).
+    pub async fn handle_s3_event(
+        &self,
+        event: &aws_lambda_events::s3::S3Event,
+    ) -> Result<Vec<RecordReport>, IngestError> {
+        let mut reports = Vec::with_capacity(event.records.len());
+        for record in &event.records {
+            let name = record.event_name.as_deref().unwrap_or("");
+            let bucket = record.s3.bucket.name.as_deref().unwrap_or("");
+            let key = record.s3.object.key.as_deref().unwrap_or("");
+            let version = record
+                .s3
+                .object
+                .version_id
+                .as_deref()
+                .filter(|v| !v.is_empty() && *v != "null")
+                .or(record.s3.object.e_tag.as_deref())
+                .or(record.s3.object.sequencer.as_deref());
+            let report = self.handle_s3_record(name, bucket, key, version).await?;
+            tracing::info!(event = %report.event, key = %report.key, tenant = %report.tenant, result = %report.result, "S3 record handled");
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_s3_event_keys() {
+        assert_eq!(
+            decode_s3_key("tenants/acme/My+File%2B1.txt"),
+            "tenants/acme/My File+1.txt"
+        );
+        assert_eq!(
+            decode_s3_key("r%C3%A9sum%C3%A9+%E6%97%A5%E6%9C%AC.md"),
+            "résumé 日本.md"
+        );
+    }
+
+    #[test]
+    fn reads_bedrock_style_sidecars() {
+        let (title, meta) = sidecar_metadata(Some(
+            br#"{"metadataAttributes":{"title":"Guide","team":"ops"}}"#,
+        ));
+        assert_eq!(title.as_deref(), Some("Guide"));
+        assert_eq!(meta["team"], "ops");
+        let (title, meta) = sidecar_metadata(Some(b"not json"));
+        assert_eq!((title, meta), (None, json!({})));
+    }
+}

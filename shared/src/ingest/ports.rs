@@ -1,0 +1,55 @@
+//! Ports of the ingestion domain: where documents are stored (S3) and the ledger that makes
+//! redelivered S3 events process once (DynamoDB). Adapters are in [`crate::aws`].
+
+use crate::BoxFuture;
+
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub bytes: Vec<u8>,
+    pub content_type: Option<String>,
+    pub etag: Option<String>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PortError(pub String);
+
+pub trait ObjectStore: Send + Sync {
+    /// `None` when the object does not exist (e.g. deleted since the event was sent).
+    fn get<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Object>, PortError>>;
+    fn put<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        bytes: Vec<u8>,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), PortError>>;
+    fn delete<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), PortError>>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This invocation processes the object version.
+    Acquired,
+    /// Already processed: skip.
+    Done,
+    /// Another invocation is processing it right now: skip.
+    InProgress,
+}
+
+/// At-most-once processing of an object version across redeliveries and concurrent invocations.
+pub trait Ledger: Send + Sync {
+    fn claim<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Claim, PortError>>;
+    fn complete<'a>(
+        &'a self,
+        id: &'a str,
+        outcome: &'a str,
+    ) -> BoxFuture<'a, Result<(), PortError>>;
+    /// Gives the claim back after a transient failure, so a retry can process it.
+    fn release<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), PortError>>;
+}

@@ -1,0 +1,524 @@
+//! The embed function over the real stack: every format through `POST /documents`, S3 events
+//! (redelivered, concurrent, removed, URL-encoded keys, sidecar metadata), atomic replacement,
+//! and bad input writing nothing.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use ragbot::aws::notify_local::{s3_event, LocalNotifier};
+use ragbot_tests::{pdf::pdf_with_pages, Options, TestApp, TestDb, TestResponse};
+use serde_json::{json, Value};
+
+async fn app() -> TestApp {
+    TestApp::spawn_with(Options {
+        env: HashMap::from([("EMBEDDING_PROVIDER".into(), "local".into())]),
+        ..Default::default()
+    })
+    .await
+}
+
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> TestResponse {
+    app.send(
+        Request::post(format!("/documents?name={name}"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await
+}
+
+/// The nearest chunk to `query` in `tenant`, by SQL (cosine distance), as the schema owner.
+async fn nearest(app: &TestApp, tenant: &str, query: &str) -> (String, Value, uuid::Uuid) {
+    let embedder = app.state.embedder.clone().expect("embedder");
+    let q = embedder
+        .embed(&[query])
+        .await
+        .expect("embed query")
+        .remove(0);
+    let db = TestDb::connect(&app.db.migrator_url).await;
+    let row = db
+        .query_one(
+            "SELECT text, metadata, document_id FROM chunks WHERE tenant = $1 ORDER BY embedding <=> $2 LIMIT 1",
+            &[&tenant, &pgvector::Vector::from(q)],
+        )
+        .await
+        .expect("nearest chunk");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+async fn chunk_count(app: &TestApp, doc: &str) -> i64 {
+    let db = TestDb::connect(&app.db.migrator_url).await;
+    let id = uuid::Uuid::parse_str(doc).unwrap();
+    db.query_one("SELECT count(*) FROM chunks WHERE document_id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn every_format_ingests_and_is_found_by_nearest_neighbour() {
+    let app = app().await;
+    let t = app.token("admin", "acme", &["admin"]);
+    let long_md = format!(
+        "# Handbook\nWelcome.\n\n## Travel policy\n{}\n\n## Holidays\nEmployees get thirty days of paid leave per year.",
+        "Trains are preferred over planes for trips under six hours. ".repeat(40)
+    );
+    let cases: Vec<(&str, &str, Vec<u8>, &str, &str)> = vec![
+        ("notes.txt", "text/plain", b"The cafeteria serves vegetarian lunch every Thursday.".to_vec(),
+         "when is vegetarian lunch", "vegetarian lunch"),
+        ("handbook.md", "text/markdown", long_md.into_bytes(), "how many vacation days do employees get", "thirty days"),
+        ("page.html", "text/html",
+         b"<html><head><title>Parking</title><script>var secret='do not index';</script></head><body><h1>Parking</h1><p>Visitors park in garage B on level two.</p></body></html>".to_vec(),
+         "where can visitors park", "garage B"),
+        ("faq.csv", "text/csv", b"question,answer\nHow do I reset my password?,Use the self-service portal at id.example.com.\nWho approves expenses?,Your line manager.\n".to_vec(),
+         "reset password", "self-service portal"),
+        ("people.csv", "text/csv", b"name,team,room\nAda,Compilers,4.12\nGrace,Languages,2.01\n".to_vec(),
+         "which room is Grace in", "Grace"),
+        ("qa.json", "application/json",
+         json!({"document_title": "IT", "question_answer_data": [{"question": "Is there guest wifi?", "answer": "Yes, network Guest with the daily code."}]}).to_string().into_bytes(),
+         "guest wifi", "daily code"),
+        ("report.pdf", "application/pdf",
+         pdf_with_pages(&["Quarterly report.\nRevenue grew in the north region.", "Appendix.\nThe fire assembly point is the north car park."]),
+         "where is the fire assembly point", "assembly point"),
+    ];
+    for (name, ct, body, query, needle) in cases {
+        let r = upload(&app, &t, name, ct, body).await;
+        r.assert_status(StatusCode::CREATED);
+        let doc = r.json()["document_id"].as_str().unwrap().to_string();
+        assert!(r.json()["chunks"].as_u64().unwrap() >= 1, "{name}");
+        let (text, metadata, doc_id) = nearest(&app, "acme", query).await;
+        assert_eq!(doc_id.to_string(), doc, "{name}: nearest chunk is {text:?}");
+        assert!(text.contains(needle), "{name}: {text:?}");
+        match name {
+            "handbook.md" => assert_eq!(metadata["headings"], json!(["Handbook", "Holidays"])),
+            "report.pdf" => assert_eq!(metadata["page"], 2),
+            "page.html" => assert!(!text.contains("do not index")),
+            _ => {}
+        }
+    }
+    // The long markdown section was split; every chunk fits the model's window.
+    let db = TestDb::connect(&app.db.migrator_url).await;
+    let max: i32 = db
+        .query_one("SELECT max(token_count) FROM chunks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(max <= 200, "largest chunk {max} tokens");
+    let docs = app
+        .call("GET", "/documents?source=api", Some(&t), None)
+        .await
+        .json();
+    assert_eq!(docs["documents"].as_array().unwrap().len(), 7);
+    let html = docs["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["mime"] == "text/html")
+        .unwrap();
+    assert_eq!(html["title"], "Parking");
+}
+
+#[tokio::test]
+async fn multipart_uploads_work_and_reuploads_are_no_ops() {
+    let app = app().await;
+    let t = app.token("admin", "acme", &["admin"]);
+    let boundary = "XBOUNDARYX";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"menu.txt\"\r\nContent-Type: text/plain\r\n\r\nSoup of the day is tomato.\r\n--{boundary}--\r\n"
+    );
+    let send = || {
+        app.send(
+            Request::post("/documents")
+                .header("authorization", format!("Bearer {t}"))
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        )
+    };
+    let first = send().await;
+    first.assert_status(StatusCode::CREATED);
+    assert_eq!(first.json()["title"], "menu.txt");
+    let again = send().await;
+    again.assert_status(StatusCode::OK);
+    assert_eq!(again.json()["change"], "unchanged");
+    assert_eq!(again.json()["document_id"], first.json()["document_id"]);
+    // The file is in the documents bucket under the tenant's prefix.
+    let obj = app
+        .state
+        .aws
+        .s3
+        .get_object()
+        .bucket(&app.state.aws.documents_bucket)
+        .key("tenants/acme/uploads/menu.txt")
+        .send()
+        .await
+        .expect("stored upload");
+    assert_eq!(obj.content_length(), Some(26));
+}
+
+#[tokio::test]
+async fn bad_uploads_get_clear_errors_and_store_nothing() {
+    let app = app().await;
+    let t = app.token("admin", "acme", &["admin"]);
+    let r = upload(
+        &app,
+        &t,
+        "photo.png",
+        "image/png",
+        vec![0x89, b'P', b'N', b'G'],
+    )
+    .await;
+    r.assert_status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("txt, md, html, csv, json or pdf"));
+    let r = upload(
+        &app,
+        &t,
+        "broken.pdf",
+        "application/pdf",
+        b"%PDF-1.7 this is not really a pdf".to_vec(),
+    )
+    .await;
+    r.assert_status(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("PDF"));
+    let r = upload(&app, &t, "empty.txt", "text/plain", b"   \n".to_vec()).await;
+    r.assert_status(StatusCode::UNPROCESSABLE_ENTITY);
+    let r = upload(
+        &app,
+        &t,
+        "bad.json",
+        "application/json",
+        br#"{"title": "no pairs"}"#.to_vec(),
+    )
+    .await;
+    r.assert_status(StatusCode::UNPROCESSABLE_ENTITY);
+    let r = upload(&app, &t, "latin1.txt", "text/plain", b"caf\xe9".to_vec()).await;
+    r.assert_status(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.count_rows("documents").await, 0);
+    let listed = app
+        .state
+        .aws
+        .s3
+        .list_objects_v2()
+        .bucket(&app.state.aws.documents_bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0), "nothing stored in S3");
+}
+
+async fn put_object(app: &TestApp, key: &str, body: &[u8], content_type: &str) {
+    app.state
+        .aws
+        .s3
+        .put_object()
+        .bucket(&app.state.aws.documents_bucket)
+        .key(key)
+        .content_type(content_type)
+        .body(body.to_vec().into())
+        .send()
+        .await
+        .expect("put object");
+}
+
+async fn deliver(app: &TestApp, event: Value) -> Value {
+    ragbot::lambda::dispatch(
+        app.router.clone(),
+        app.state.ingestor.clone(),
+        event,
+        Default::default(),
+    )
+    .await
+    .expect("S3 event handled")
+}
+
+#[tokio::test]
+async fn redelivered_and_concurrent_s3_events_leave_one_copy() {
+    let app = app().await;
+    let bucket = app.state.aws.documents_bucket.clone();
+    let key = "tenants/acme/policies/Leave Policy ünïcode.md";
+    let text = format!(
+        "# Leave\n{}",
+        "Annual leave must be requested two weeks ahead. ".repeat(30)
+    );
+    put_object(&app, key, text.as_bytes(), "text/markdown").await;
+    let event = s3_event(
+        "ObjectCreated:Put",
+        &bucket,
+        key,
+        Some("etag-1"),
+        text.len() as i64,
+    );
+    assert!(event["Records"][0]["s3"]["object"]["key"]
+        .as_str()
+        .unwrap()
+        .contains("Leave+Policy+%C3%BC"));
+
+    let first = deliver(&app, event.clone()).await;
+    assert_eq!(first["records"][0]["result"], "ingested", "{first}");
+    assert_eq!(first["records"][0]["key"], key, "the key was URL-decoded");
+    assert_eq!(first["records"][0]["tenant"], "acme");
+    let again = deliver(&app, event.clone()).await;
+    assert_eq!(again["records"][0]["result"], "duplicate", "{again}");
+
+    // A new version, delivered by two concurrent invocations.
+    let text2 = format!(
+        "# Leave\n{}",
+        "Annual leave must be requested three weeks ahead. ".repeat(30)
+    );
+    put_object(&app, key, text2.as_bytes(), "text/markdown").await;
+    let event2 = s3_event(
+        "ObjectCreated:Put",
+        &bucket,
+        key,
+        Some("etag-2"),
+        text2.len() as i64,
+    );
+    let app = Arc::new(app);
+    let (a, b) = tokio::join!(deliver(&app, event2.clone()), deliver(&app, event2.clone()));
+    let mut results = vec![
+        a["records"][0]["result"].as_str().unwrap().to_string(),
+        b["records"][0]["result"].as_str().unwrap().to_string(),
+    ];
+    results.sort();
+    assert_eq!(results, vec!["duplicate", "ingested"]);
+
+    let db = TestDb::connect(&app.db.migrator_url).await;
+    let docs: i64 = db
+        .query_one("SELECT count(*) FROM documents", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(docs, 1);
+    let stale: i64 = db
+        .query_one(
+            "SELECT count(*) FROM chunks WHERE text LIKE '%two weeks%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let fresh: i64 = db
+        .query_one("SELECT count(*) FROM chunks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let doc_chunks: i32 = db
+        .query_one("SELECT chunk_count FROM documents", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        (stale, fresh as i32),
+        (0, doc_chunks),
+        "exactly one copy of the new version"
+    );
+    assert!(
+        doc_chunks >= 2,
+        "the document was split: {doc_chunks} chunks"
+    );
+
+    // ObjectRemoved removes the document and its chunks.
+    let removed = deliver(
+        &app,
+        s3_event("ObjectRemoved:Delete", &bucket, key, None, 0),
+    )
+    .await;
+    assert_eq!(removed["records"][0]["result"], "removed");
+    assert_eq!(app.count_rows("chunks").await, 0);
+    assert_eq!(app.count_rows("documents").await, 0);
+}
+
+#[tokio::test]
+async fn a_failure_midway_leaves_the_previous_version_intact() {
+    let app = app().await;
+    let t = app.token("admin", "acme", &["admin"]);
+    let r = upload(
+        &app,
+        &t,
+        "rules.txt",
+        "text/plain",
+        b"Version one: doors close at 8 pm.".to_vec(),
+    )
+    .await;
+    r.assert_status(StatusCode::CREATED);
+    let doc = r.json()["document_id"].as_str().unwrap().to_string();
+
+    // Inject a failure inside the write transaction, after the old chunks are deleted: a trigger
+    // that rejects any chunk mentioning EXPLODE.
+    let owner = TestDb::connect(&app.db.migrator_url).await;
+    owner
+        .batch_execute(
+            "CREATE FUNCTION explode() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.text LIKE '%EXPLODE%' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER explode BEFORE INSERT ON chunks FOR EACH ROW EXECUTE FUNCTION explode();",
+        )
+        .await
+        .unwrap();
+    let r = upload(
+        &app,
+        &t,
+        "rules.txt",
+        "text/plain",
+        b"Version two: EXPLODE.".to_vec(),
+    )
+    .await;
+    assert!(r.status.is_server_error(), "{r:?}");
+
+    let d = app
+        .call("GET", &format!("/documents/{doc}"), Some(&t), None)
+        .await
+        .json();
+    assert_eq!(d["status"], "ready");
+    assert_eq!(
+        d["content_sha256"],
+        ragbot::ingest::sha256_hex(b"Version one: doors close at 8 pm.")
+    );
+    assert_eq!(chunk_count(&app, &doc).await, 1);
+    let (text, _, _) = nearest(&app, "acme", "when do doors close").await;
+    assert!(text.starts_with("Version one"), "{text}");
+}
+
+#[tokio::test]
+async fn bad_s3_objects_mark_the_document_failed_with_the_reason() {
+    let app = app().await;
+    let bucket = app.state.aws.documents_bucket.clone();
+    put_object(&app, "scan.pdf", b"%PDF-1.5 truncated", "application/pdf").await;
+    let r = deliver(
+        &app,
+        s3_event("ObjectCreated:Put", &bucket, "scan.pdf", Some("e1"), 18),
+    )
+    .await;
+    assert_eq!(r["records"][0]["result"], "failed", "{r}");
+    let t = app.token("admin", "default", &["admin"]);
+    let docs = app
+        .call("GET", "/documents?status=failed", Some(&t), None)
+        .await
+        .json();
+    let d = &docs["documents"][0];
+    assert_eq!(d["title"], "scan.pdf");
+    assert!(d["failure_reason"].as_str().unwrap().contains("PDF"), "{d}");
+    assert_eq!(app.count_rows("chunks").await, 0);
+}
+
+#[tokio::test]
+async fn sidecar_metadata_reaches_the_document_and_its_chunks() {
+    let app = app().await;
+    let bucket = app.state.aws.documents_bucket.clone();
+    let key = "tenants/acme/hr/benefits.txt";
+    put_object(
+        &app,
+        &format!("{key}.metadata.json"),
+        br#"{"metadataAttributes": {"title": "Benefits 2026", "department": "hr"}}"#,
+        "application/json",
+    )
+    .await;
+    put_object(
+        &app,
+        key,
+        b"Dental care is covered up to 1000 euros a year.",
+        "text/plain",
+    )
+    .await;
+    let r = deliver(
+        &app,
+        s3_event("ObjectCreated:Put", &bucket, key, Some("e1"), 47),
+    )
+    .await;
+    assert_eq!(r["records"][0]["result"], "ingested", "{r}");
+    let t = app.token("admin", "acme", &["admin"]);
+    let docs = app.call("GET", "/documents", Some(&t), None).await.json();
+    assert_eq!(docs["documents"][0]["title"], "Benefits 2026");
+    assert_eq!(docs["documents"][0]["metadata"]["department"], "hr");
+    let (_, metadata, _) = nearest(&app, "acme", "dental").await;
+    assert_eq!(metadata["department"], "hr");
+    // The sidecar's own event is not a document.
+    let r = deliver(
+        &app,
+        s3_event(
+            "ObjectCreated:Put",
+            &bucket,
+            &format!("{key}.metadata.json"),
+            Some("e2"),
+            10,
+        ),
+    )
+    .await;
+    assert_eq!(r["records"][0]["result"], "skipped");
+}
+
+#[tokio::test]
+async fn the_local_notifier_turns_bucket_changes_into_s3_events() {
+    let app = app().await;
+    let mut notifier = LocalNotifier::new(
+        app.state.aws.s3.clone(),
+        app.state.aws.documents_bucket.clone(),
+    );
+    assert!(notifier.poll().await.unwrap().is_empty());
+    put_object(
+        &app,
+        "tenants/acme/a b.txt",
+        b"The library opens at nine.",
+        "text/plain",
+    )
+    .await;
+    let events = notifier.poll().await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["Records"][0]["eventName"], "ObjectCreated:Put");
+    assert_eq!(
+        events[0]["Records"][0]["s3"]["object"]["key"],
+        "tenants/acme/a+b.txt"
+    );
+    let r = deliver(&app, events[0].clone()).await;
+    assert_eq!(r["records"][0]["result"], "ingested");
+    assert!(
+        notifier.poll().await.unwrap().is_empty(),
+        "no change, no event"
+    );
+
+    app.state
+        .aws
+        .s3
+        .delete_object()
+        .bucket(&app.state.aws.documents_bucket)
+        .key("tenants/acme/a b.txt")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let events = notifier.poll().await.unwrap();
+    assert_eq!(events[0]["Records"][0]["eventName"], "ObjectRemoved:Delete");
+    let r = deliver(&app, events[0].clone()).await;
+    assert_eq!(r["records"][0]["result"], "removed");
+    assert_eq!(app.count_rows("documents").await, 0);
+}
+
+#[tokio::test]
+async fn the_embed_function_serves_api_events_and_s3_events_on_one_handler() {
+    let app = app().await;
+    // An API Gateway event through the same dispatch the Lambda runs.
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(ragbot_tests::repo_root().join("events/documents-list.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let out = deliver(&app, event).await;
+    assert_eq!(out["statusCode"], 200, "{out}");
+    assert!(out["body"].as_str().unwrap().contains("\"documents\":[]"));
+}
