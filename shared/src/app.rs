@@ -43,13 +43,19 @@ pub struct AppState {
 
 impl AppState {
     pub async fn init(config: Config) -> Result<Self, InitError> {
+        Self::init_with(config, true).await
+    }
+
+    /// `check_model: false` skips the start-up check of the embedder against stored chunks (for
+    /// `ragbot reembed`, whose job is to fix a mismatch).
+    pub async fn init_with(config: Config, check_model: bool) -> Result<Self, InitError> {
         let store = Store::new(&config.database)?;
         let aws = AwsClients::new(&config.aws).await;
         if config.aws.create_local_resources {
             aws.ensure_local_resources().await?;
         }
         let embedder = embedding::from_config(&config.embedding)?;
-        if let Some(e) = &embedder {
+        if let Some(e) = embedder.as_ref().filter(|_| check_model) {
             match store::check_embedding_compat(&store, e.dimension(), e.model_id()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(incompatible)) => return Err(incompatible.into()),

@@ -522,3 +522,55 @@ async fn the_embed_function_serves_api_events_and_s3_events_on_one_handler() {
     assert_eq!(out["statusCode"], 200, "{out}");
     assert!(out["body"].as_str().unwrap().contains("\"documents\":[]"));
 }
+
+#[tokio::test]
+async fn reembed_moves_every_chunk_to_the_configured_model_and_resumes() {
+    let app = app().await;
+    let t = app.token("admin", "acme", &["admin"]);
+    let other = app.token("admin", "globex", &["admin"]);
+    let body = json!({"document_title": "HR", "question_answer_data": [
+        {"question": "How many vacation days?", "answer": "Thirty."},
+        {"question": "Who approves leave?", "answer": "Your manager."}]});
+    app.call("POST", "/embed/qa", Some(&t), Some(body.clone()))
+        .await
+        .assert_status(StatusCode::CREATED);
+    app.call("POST", "/embed/qa", Some(&other), Some(body))
+        .await
+        .assert_status(StatusCode::CREATED);
+    // Pretend the chunks came from another model.
+    let owner = TestDb::connect(&app.db.migrator_url).await;
+    let zero = format!("[{}]", vec!["0.05"; 384].join(","));
+    owner
+        .batch_execute(&format!(
+            "UPDATE chunks SET embedding_model = 'old/model', embedding = '{zero}'"
+        ))
+        .await
+        .unwrap();
+    let embedder = app.state.embedder.clone().unwrap();
+    let mut batches = 0;
+    let done =
+        ragbot::ingest::reembed::run(&app.state.store, embedder.as_ref(), 1, |_, _| batches += 1)
+            .await
+            .expect("reembed");
+    assert_eq!((done.tenants, done.chunks, batches), (2, 4, 4));
+    let rows = owner
+        .query(
+            "SELECT question, embedding, embedding_model FROM chunks",
+            &[],
+        )
+        .await
+        .unwrap();
+    for r in rows {
+        let q: String = r.get(0);
+        let v: pgvector::Vector = r.get(1);
+        let model: String = r.get(2);
+        assert_eq!(model, embedder.model_id());
+        let fresh = embedder.embed(&[q.as_str()]).await.unwrap().remove(0);
+        let cos = ragbot::embedding::cosine(v.as_slice(), &fresh);
+        assert!(cos > 0.999, "{q}: {cos}");
+    }
+    let again = ragbot::ingest::reembed::run(&app.state.store, embedder.as_ref(), 1, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(again.chunks, 0, "nothing left: a rerun is a no-op");
+}

@@ -49,6 +49,29 @@ enum Command {
         #[arg(long, default_value = "1h")]
         ttl: String,
     },
+    /// Upload a file, or every file under a directory, to the documents bucket and ingest it;
+    /// reports each document's outcome.
+    Ingest {
+        /// File or directory.
+        path: std::path::PathBuf,
+        /// Tenant the documents belong to (default: TENANT_CODE, else `default`).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Load realistic generated knowledge (refused when RAGBOT_ENV=production).
+    Seed {
+        /// small ≈ 5 documents × 50 chunks + 20 Q&A pairs; medium ×5; large ×20.
+        #[arg(long, default_value = "small")]
+        size: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Re-embed every chunk whose model differs from the configured one (resumable).
+    Reembed {
+        /// Chunks per batch (each batch is one committed transaction).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+    },
     /// Embed JSON lines `{"text": "..."}` from stdin; write `{"text": "...", "embedding": [...]}` lines.
     Embed,
     /// Database administration.
@@ -92,6 +115,9 @@ async fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Dev { addr } => dev(addr).await,
         Command::Embed => embed_stdin().await,
+        Command::Ingest { path, tenant } => ingest(&path, tenant.as_deref()).await,
+        Command::Seed { size, tenant } => seed(&size, tenant.as_deref()).await,
+        Command::Reembed { batch } => reembed(batch).await,
         Command::Token {
             sub,
             tenant,
@@ -198,6 +224,220 @@ async fn write_embedded(
     let n = batch.len();
     batch.clear();
     Ok(n)
+}
+
+/// Full app state for operator commands (logs as text on stderr unless LOG_FORMAT says otherwise).
+async fn operator_state(check_model: bool) -> Result<AppState, String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    if std::env::var("LOG_FORMAT").is_err() {
+        telemetry::init(ragbot::config::LogFormat::Text);
+    } else {
+        telemetry::init(config.log_format);
+    }
+    AppState::init_with(config, check_model)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn tenant_or_default(state: &AppState, tenant: Option<&str>) -> Result<Tenant, String> {
+    match tenant {
+        Some(t) => Tenant::parse(t),
+        None => Ok(state.default_tenant.clone()),
+    }
+}
+
+fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {{msg}} ({{elapsed}})"
+    )) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Puts `bytes` at `key` in the documents bucket and ingests it with the code the embed function
+/// runs for the S3 notification (which, in AWS, then finds the content unchanged).
+async fn put_and_ingest(
+    state: &AppState,
+    key: &str,
+    bytes: Vec<u8>,
+) -> Result<ragbot::ingest::document::RecordReport, String> {
+    let bucket = &state.aws.documents_bucket;
+    let put = state
+        .aws
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(bytes.into())
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "uploading {key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            )
+        })?;
+    drop(put);
+    state
+        .ingestor
+        .process_object(bucket, key)
+        .await
+        .map_err(|e| format!("{key}: {e}"))
+}
+
+async fn ingest(path: &std::path::Path, tenant: Option<&str>) -> Result<(), String> {
+    let state = operator_state(true).await?;
+    let tenant = tenant_or_default(&state, tenant)?;
+    let files = collect_files(path)?;
+    if files.is_empty() {
+        return Err(format!("{}: no files to ingest", path.display()));
+    }
+    let bar = progress(files.len() as u64, "ingesting");
+    let (mut ok, mut failed, mut skipped) = (0, 0, 0);
+    for file in &files {
+        let rel = file
+            .strip_prefix(path)
+            .ok()
+            .filter(|r| !r.as_os_str().is_empty())
+            .unwrap_or_else(|| std::path::Path::new(file.file_name().unwrap_or_default()));
+        let key = format!(
+            "tenants/{tenant}/{}",
+            rel.to_string_lossy().replace('\\', "/")
+        );
+        bar.set_message(rel.to_string_lossy().to_string());
+        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let report = put_and_ingest(&state, &key, bytes).await?;
+        let line = match report.result.as_str() {
+            "failed" => {
+                failed += 1;
+                format!("FAILED    {key}: {}", report.reason.unwrap_or_default())
+            }
+            "skipped" => {
+                skipped += 1;
+                format!("skipped   {key}: {}", report.reason.unwrap_or_default())
+            }
+            other => {
+                ok += 1;
+                format!(
+                    "{other:<9} {key} ({} chunks, document {})",
+                    report.chunks.unwrap_or(0),
+                    report
+                        .document_id
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
+                )
+            }
+        };
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "ingest: {ok} documents ready, {failed} failed, {skipped} metadata files (tenant {tenant})"
+    );
+    if failed > 0 {
+        return Err(format!("{failed} documents failed"));
+    }
+    Ok(())
+}
+
+fn collect_files(path: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let p = entry.path();
+            let hidden = p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    // Sidecars (`x.metadata.json`) go up before their document.
+    out.sort_by_key(|p| {
+        let name = p.to_string_lossy().to_string();
+        (!name.ends_with(".metadata.json"), name)
+    });
+    Ok(out)
+}
+
+async fn seed(size: &str, tenant: Option<&str>) -> Result<(), String> {
+    use ragbot::ingest::seed;
+    let size: seed::Size = size.parse().map_err(|e| format!("--size: {e}"))?;
+    let environment = Config::from_env().map_err(|e| e.to_string())?.environment;
+    if environment == ragbot::config::Environment::Production {
+        return Err("seed refuses to run with RAGBOT_ENV=production: it would mix generated data into real knowledge".into());
+    }
+    let state = operator_state(true).await?;
+    let tenant = tenant_or_default(&state, tenant)?;
+    let docs = seed::documents(size);
+    let bodies = seed::qa_bodies(size);
+    let bar = progress((docs.len() + bodies.len()) as u64, "seeding");
+    let mut chunks = 0;
+    for (name, md) in docs {
+        bar.set_message(name.clone());
+        let report = put_and_ingest(
+            &state,
+            &format!("tenants/{tenant}/seed/{name}"),
+            md.into_bytes(),
+        )
+        .await?;
+        chunks += report.chunks.unwrap_or(0);
+        bar.inc(1);
+    }
+    for body in &bodies {
+        bar.set_message(body.document_title.clone());
+        let outcome =
+            ragbot::ingest::qa::ingest(&state.store, state.embedder.as_deref(), &tenant, body)
+                .await
+                .map_err(|e| e.to_string())?;
+        chunks += outcome.chunks;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    eprintln!("seed: {size:?} knowledge in tenant {tenant}: {chunks} chunks");
+    Ok(())
+}
+
+async fn reembed(batch: usize) -> Result<(), String> {
+    let state = operator_state(false).await?;
+    let embedder = state
+        .embedder
+        .clone()
+        .ok_or("EMBEDDING_PROVIDER=none: nothing to embed with")?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    let done = ragbot::ingest::reembed::run(&state.store, embedder.as_ref(), batch, |tenant, n| {
+        bar.set_message(format!("tenant {tenant}: {n} chunks re-embedded"));
+        bar.tick();
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    eprintln!(
+        "reembed: {} chunks in {} tenants now use {}",
+        done.chunks,
+        done.tenants,
+        embedder.model_id()
+    );
+    Ok(())
 }
 
 fn mint(sub: &str, tenant: Option<&str>, roles: &str, ttl: &str) -> Result<String, String> {

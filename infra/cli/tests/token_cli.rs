@@ -65,3 +65,22 @@ fn bad_arguments_fail_with_one_clear_line() {
     let out = token(&["--sub", "a", "--ttl", "forever"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ttl 'forever'"));
 }
+
+#[test]
+fn seed_refuses_production() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ragbot"))
+        .args(["seed", "--size", "small"])
+        .env("RAGBOT_ENV", "production")
+        .env("DATABASE_URL", "postgres://app@127.0.0.1:1/ragbot")
+        .env("DOCUMENTS_BUCKET", "d")
+        .env("BACKUPS_BUCKET", "b")
+        .env("STATE_TABLE", "t")
+        .output()
+        .expect("run ragbot seed");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refuses to run with RAGBOT_ENV=production"),
+        "{err}"
+    );
+}

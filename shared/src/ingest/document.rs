@@ -367,6 +367,34 @@ impl Ingestor {
         }
     }
 
+    /// Ingests the object at `bucket/key` now, without the ledger (operator commands: a re-run
+    /// reports `unchanged` or the failure again instead of `duplicate`).
+    pub async fn process_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<RecordReport, IngestError> {
+        let mut report = RecordReport {
+            event: "ObjectCreated:Put".into(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            tenant: String::new(),
+            result: "skipped".into(),
+            document_id: None,
+            chunks: None,
+            reason: None,
+        };
+        if key.ends_with(".metadata.json") {
+            report.reason = Some("metadata sidecars are not documents".into());
+            return Ok(report);
+        }
+        let tenant = self.tenant_of(key)?;
+        report.tenant = tenant.to_string();
+        self.ingest_object(&tenant, bucket, key, &mut report)
+            .await?;
+        Ok(report)
+    }
+
     async fn ingest_object(
         &self,
         tenant: &Tenant,

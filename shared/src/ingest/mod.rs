@@ -6,6 +6,8 @@ pub mod chunking;
 pub mod document;
 pub mod ports;
 pub mod qa;
+pub mod reembed;
+pub mod seed;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};

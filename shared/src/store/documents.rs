@@ -191,11 +191,7 @@ pub async fn replace_chunks(
     )
     .await?;
     let client = tx.client()?;
-    let oid: u32 = client
-        .query_typed_one("SELECT 'vector'::regtype::oid", &[])
-        .await?
-        .try_get(0)?;
-    let vector = Type::new("vector".into(), oid, Kind::Simple, "public".into());
+    let vector = vector_type(tx).await?;
     let batch = Uuid::new_v4();
     let sink = client
         .copy_in(
@@ -265,6 +261,21 @@ pub async fn replace_chunks(
     )
     .await?;
     Ok(())
+}
+
+/// pgvector's `vector` type (its OID differs per database), for typed parameters and COPY.
+pub async fn vector_type(tx: &TenantTx) -> Result<Type, StoreError> {
+    let oid: u32 = tx
+        .client()?
+        .query_typed_one("SELECT 'vector'::regtype::oid", &[])
+        .await?
+        .try_get(0)?;
+    Ok(Type::new(
+        "vector".into(),
+        oid,
+        Kind::Simple,
+        "public".into(),
+    ))
 }
 
 pub async fn get(tx: &TenantTx, id: Uuid) -> Result<Option<Document>, StoreError> {

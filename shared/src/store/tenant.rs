@@ -49,7 +49,7 @@ impl TenantTx {
         (&self.tenant.0, Type::TEXT)
     }
 
-    pub(crate) fn client(&self) -> Result<&deadpool_postgres::Object, StoreError> {
+    pub fn client(&self) -> Result<&deadpool_postgres::Object, StoreError> {
         self.client
             .as_ref()
             .ok_or_else(|| StoreError::Unavailable("transaction already finished".into()))
