@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help install dev test lint fmt build bench layer clean-stack
+.PHONY: help install dev test lint fmt build bench layer clean-stack seed ingest token
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,15 @@ bench: ## benchmarks (release build): embedding load time, query latency, throug
 	@bash infra/local/install.sh stack
 	cargo build --release --quiet -p ragbot-bench
 	EMBEDDING_MODEL_DIR=.local/models/all-MiniLM-L6-v2 ./target/release/ragbot-bench
+
+seed: ## load generated knowledge into the running dev stack (SIZE=small|medium|large, TENANT=…)
+	@bash infra/local/ragbot.sh seed --size $(or $(SIZE),small) $(if $(TENANT),--tenant $(TENANT))
+
+ingest: ## ingest a file or folder into the running dev stack (FILE=docs/ TENANT=…)
+	@bash infra/local/ragbot.sh ingest "$(FILE)" $(if $(TENANT),--tenant $(TENANT))
+
+token: ## print a dev token (SUB=alice TENANT=acme ROLES=admin,user)
+	@cargo run --quiet -p ragbot-cli -- token --sub $(or $(SUB),dev) --tenant $(or $(TENANT),default) --roles $(or $(ROLES),admin,user)
 
 clean-stack: ## stop a leftover dev stack and delete its data (.local/dev-stack)
 	-@bash infra/local/stack.sh down .local/dev-stack

@@ -574,3 +574,39 @@ async fn reembed_moves_every_chunk_to_the_configured_model_and_resumes() {
         .unwrap();
     assert_eq!(again.chunks, 0, "nothing left: a rerun is a no-op");
 }
+
+#[tokio::test]
+async fn every_sample_event_is_handled() {
+    let app = app().await;
+    let dir = ragbot_tests::repo_root().join("events");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10);
+    for f in files {
+        let raw = std::fs::read_to_string(&f).unwrap().replace(
+            "\"ragbot-documents\"",
+            &format!("\"{}\"", app.state.aws.documents_bucket),
+        );
+        let event: Value = serde_json::from_str(&raw).unwrap();
+        let out = deliver(&app, event).await;
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("s3-") {
+            let result = out["records"][0]["result"].as_str().unwrap_or_default();
+            assert!(["not_found", "ingested"].contains(&result), "{name}: {out}");
+            assert_eq!(
+                out["records"][0]["key"],
+                "tenants/acme/policies/Travel Policy été.md"
+            );
+        } else {
+            let status = out["statusCode"].as_u64().unwrap_or(0);
+            assert!(
+                (200..500).contains(&status) && status != 401,
+                "{name}: {out}"
+            );
+        }
+    }
+}
