@@ -29,10 +29,8 @@ build: ## release build of every function and the operator binary (host architec
 layer: ## package the embedding model as a Lambda layer (.local/build/model-layer[.zip])
 	@bash infra/local/model-layer.sh
 
-bench: ## benchmarks (release build): embedding load time, query latency, throughput, RSS
-	@bash infra/local/install.sh stack
-	cargo build --release --quiet -p ragbot-bench
-	EMBEDDING_MODEL_DIR=.local/models/all-MiniLM-L6-v2 ./target/release/ragbot-bench
+bench: ## benchmarks on a throwaway stack (release build): embedding, ingestion, large documents (BENCH=…)
+	@bash infra/local/bench.sh
 
 seed: ## load generated knowledge into the running dev stack (SIZE=small|medium|large, TENANT=…)
 	@bash infra/local/ragbot.sh seed --size $(or $(SIZE),small) $(if $(TENANT),--tenant $(TENANT))

@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod lambda;
 pub mod parsing;
 pub mod ratelimit;
+pub mod retrieval;
 pub mod store;
 pub mod telemetry;
 

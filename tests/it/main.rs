@@ -4,4 +4,5 @@ mod auth;
 mod embedding;
 mod health;
 mod ingest;
+mod retrieve;
 mod schema;

@@ -1,5 +1,8 @@
 //! `make bench`: measures and prints figures (a benchmark, not a test; nothing here can fail a build).
 //!
+//! `ragbot-bench [embedding|ingest|large-pdf|large-text|all]` (default: embedding). The ingest
+//! sections need the local stack (`make bench` starts a throwaway one).
+//!
 //! embedding: model load time, single short query latency p50/p95, throughput (texts/s) for
 //! 12-word and 150-word texts at batch 32, peak RSS. Baselines (PyTorch sentence-transformers,
 //! 2 threads, same machine kind): 11.3 ms p50 query, 138 texts/s (12 words), 16.4 texts/s (150 words).
@@ -11,6 +14,8 @@ use std::{
 
 use ragbot::embedding::LocalEmbedder;
 
+mod ingest;
+
 const MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 fn main() {
@@ -18,7 +23,22 @@ fn main() {
         std::env::var("EMBEDDING_MODEL_DIR")
             .unwrap_or_else(|_| ".local/models/all-MiniLM-L6-v2".to_string()),
     );
-    if let Err(e) = run(&dir) {
+    let what = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "embedding".into());
+    let result = match what.as_str() {
+        "embedding" => run(&dir),
+        "ingest" => ingest::run(),
+        "large-pdf" => ingest::large_pdf(),
+        "large-text" => ingest::large_text(),
+        "all" => run(&dir)
+            .and_then(|_| ingest::run())
+            .and_then(|_| ingest::children()),
+        other => Err(format!(
+            "unknown bench '{other}': use embedding, ingest, large-pdf, large-text or all"
+        )),
+    };
+    if let Err(e) = result {
         eprintln!("bench: {e}");
         std::process::exit(1);
     }
@@ -167,21 +187,21 @@ fn texts(n: usize, words: usize) -> Vec<String> {
         .collect()
 }
 
-fn pct(v: &mut [Duration], p: f64) -> Duration {
+pub(crate) fn pct(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     let idx = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
     v[idx.min(v.len() - 1)]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     round(d.as_secs_f64() * 1000.0)
 }
 
-fn round(x: f64) -> f64 {
+pub(crate) fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn peak_rss_mb() -> f64 {
+pub(crate) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -11,6 +11,7 @@ pub mod health;
 mod json;
 pub mod knowledge;
 mod request_id;
+pub mod retrieve;
 
 use std::sync::Arc;
 
@@ -166,4 +167,5 @@ pub fn all_routes() -> Routes {
         .merge(health::routes())
         .merge(knowledge::write_routes())
         .merge(knowledge::read_routes())
+        .merge(retrieve::routes())
 }

@@ -23,15 +23,37 @@ impl Store {
     /// A transaction scoped to `tenant`. Commit it with [`TenantTx::commit`]; dropping it
     /// uncommitted rolls back (the connection is closed rather than returned mid-transaction).
     pub async fn begin(&self, tenant: &Tenant) -> Result<TenantTx, StoreError> {
+        self.begin_with(tenant, &[]).await
+    }
+
+    /// [`Store::begin`] plus transaction-local settings (e.g. `hnsw.ef_search`), in the same
+    /// round trip. Setting names and values are restricted to `[A-Za-z0-9_.]`.
+    pub async fn begin_with(
+        &self,
+        tenant: &Tenant,
+        settings: &[(&str, &str)],
+    ) -> Result<TenantTx, StoreError> {
+        let safe = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        };
+        let mut sql = format!(
+            "BEGIN; SELECT set_config('ragbot.tenant', '{}', true)",
+            tenant.as_str()
+        );
+        for (name, value) in settings {
+            if !safe(name) || !safe(value) {
+                return Err(StoreError::Config(format!(
+                    "refusing transaction setting {name}={value}"
+                )));
+            }
+            sql.push_str(&format!(", set_config('{name}', '{value}', true)"));
+        }
         let client = self.client().await?;
         // The tenant code is validated to [A-Za-z0-9_.-], so it can be a literal here and BEGIN +
         // set_config take one round trip.
-        client
-            .batch_execute(&format!(
-                "BEGIN; SELECT set_config('ragbot.tenant', '{}', true)",
-                tenant.as_str()
-            ))
-            .await?;
+        client.batch_execute(&sql).await?;
         Ok(TenantTx {
             client: Some(client),
             tenant: tenant.clone(),
