@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help install dev test lint fmt build bench layer clean-stack seed ingest token
+.PHONY: help install dev test lint fmt build bench layer clean-stack seed ingest token eval
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,8 +29,11 @@ build: ## release build of every function and the operator binary (host architec
 layer: ## package the embedding model as a Lambda layer (.local/build/model-layer[.zip])
 	@bash infra/local/model-layer.sh
 
-bench: ## benchmarks on a throwaway stack (release build): embedding, ingestion, large documents (BENCH=…)
-	@bash infra/local/bench.sh
+bench: ## benchmarks on a throwaway stack (release build): embedding, ingestion, large documents, retrieval (BENCH=…)
+	@bash infra/local/throwaway.sh ./target/release/ragbot-bench $(or $(BENCH),all)
+
+eval: ## retrieval quality (recall@10, nDCG@10) on ../shared/eval/scifact-subset, vector and hybrid (DATASET=…)
+	@bash infra/local/throwaway.sh ./target/release/ragbot eval --dataset $(or $(DATASET),../shared/eval/scifact-subset)
 
 seed: ## load generated knowledge into the running dev stack (SIZE=small|medium|large, TENANT=…)
 	@bash infra/local/ragbot.sh seed --size $(or $(SIZE),small) $(if $(TENANT),--tenant $(TENANT))

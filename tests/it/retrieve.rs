@@ -440,3 +440,75 @@ async fn anonymous_retrieval_when_switched_on_is_limited_per_source_ip() {
     let r = app.call("GET", "/documents", None, None).await;
     r.assert_status(StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn eval_ingests_a_beir_dataset_and_scores_both_modes() {
+    use ragbot::retrieval::{eval, Mode};
+    let app = app_with(&[]).await;
+    let dir = std::env::temp_dir().join(format!("beir-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let corpus = [
+        (
+            "d1",
+            "Aspirin reduces the risk of heart attacks in adults over fifty.",
+        ),
+        ("d2", "Regular exercise improves sleep quality and mood."),
+        (
+            "d3",
+            "Vitamin D deficiency is common in northern countries during winter.",
+        ),
+        ("d4", "Smoking is the leading cause of lung cancer."),
+    ];
+    let lines: Vec<String> = corpus
+        .iter()
+        .map(|(id, text)| json!({"_id": id, "title": "", "text": text}).to_string())
+        .collect();
+    std::fs::write(dir.join("corpus.jsonl"), lines.join("\n")).unwrap();
+    std::fs::write(
+        dir.join("queries.jsonl"),
+        [
+            json!({"_id": "q1", "text": "Does aspirin prevent heart attacks?"}).to_string(),
+            json!({"_id": "q2", "text": "Does tobacco cause lung cancer?"}).to_string(),
+            json!({"_id": "q3", "text": "A query without judgements"}).to_string(),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("qrels.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td4\t1\n",
+    )
+    .unwrap();
+
+    let data = eval::Dataset::load(&dir).unwrap();
+    assert_eq!(data.sizes(), (4, 2), "the unjudged query is left out");
+    let tenant = ragbot::auth::Tenant::parse("eval-test").unwrap();
+    let by_doc = eval::ingest_corpus(&app.state.ingestor, &tenant, &data, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(by_doc.len(), 4);
+    let embedder = app.state.embedder.clone().unwrap();
+    for mode in [Mode::Vector, Mode::Hybrid] {
+        let m = eval::evaluate(
+            &app.state.store,
+            embedder.as_ref(),
+            &tenant,
+            &data,
+            &by_doc,
+            mode,
+            &app.state.config.retrieve,
+        )
+        .await
+        .unwrap();
+        assert_eq!(m.recall_at_10, 1.0, "{mode:?}");
+        assert_eq!(
+            m.ndcg_at_10, 1.0,
+            "{mode:?}: each query's document ranks first"
+        );
+    }
+    eval::cleanup(&app.state.store, &tenant, &by_doc)
+        .await
+        .unwrap();
+    assert_eq!(app.count_rows("documents").await, 0);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -72,6 +72,19 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         batch: usize,
     },
+    /// Retrieval quality on a BEIR-layout dataset: ingests it into a fresh tenant, runs every query
+    /// through the `/retrieve` code, prints recall@10 and nDCG@10 (JSON on the last line).
+    Eval {
+        /// Directory with corpus.jsonl, queries.jsonl, qrels.tsv.
+        #[arg(long)]
+        dataset: std::path::PathBuf,
+        /// vector or hybrid (default: both).
+        #[arg(long)]
+        mode: Option<String>,
+        /// Keep the ingested corpus (default: deleted at the end).
+        #[arg(long)]
+        keep: bool,
+    },
     /// Embed JSON lines `{"text": "..."}` from stdin; write `{"text": "...", "embedding": [...]}` lines.
     Embed,
     /// Database administration.
@@ -118,6 +131,11 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Ingest { path, tenant } => ingest(&path, tenant.as_deref()).await,
         Command::Seed { size, tenant } => seed(&size, tenant.as_deref()).await,
         Command::Reembed { batch } => reembed(batch).await,
+        Command::Eval {
+            dataset,
+            mode,
+            keep,
+        } => eval(&dataset, mode.as_deref(), keep).await,
         Command::Token {
             sub,
             tenant,
@@ -437,6 +455,70 @@ async fn reembed(batch: usize) -> Result<(), String> {
         done.tenants,
         embedder.model_id()
     );
+    Ok(())
+}
+
+async fn eval(dir: &std::path::Path, mode: Option<&str>, keep: bool) -> Result<(), String> {
+    use ragbot::retrieval::{eval, Mode};
+    let modes = match mode {
+        None => vec![Mode::Vector, Mode::Hybrid],
+        Some("vector") => vec![Mode::Vector],
+        Some("hybrid") => vec![Mode::Hybrid],
+        Some(other) => return Err(format!("--mode '{other}' is not one of vector, hybrid")),
+    };
+    let data = eval::Dataset::load(dir)?;
+    let state = operator_state(true).await?;
+    let embedder = state
+        .embedder
+        .clone()
+        .ok_or("EMBEDDING_PROVIDER=none: nothing to embed with")?;
+    let tenant = Tenant::parse(&format!("eval-{}", std::process::id()))?;
+    let (docs, queries) = data.sizes();
+    eprintln!(
+        "eval: {} — {docs} documents, {queries} judged queries, tenant {tenant}",
+        data.name
+    );
+    let bar = progress(docs as u64, "ingesting corpus");
+    let started = std::time::Instant::now();
+    let by_document = eval::ingest_corpus(&state.ingestor, &tenant, &data, |done, _| {
+        bar.set_position(done as u64)
+    })
+    .await?;
+    bar.finish_and_clear();
+    let ingest_s = started.elapsed().as_secs_f64();
+    let mut report = serde_json::json!({
+        "dataset": data.name, "documents": docs, "queries": queries,
+        "model": embedder.model_id(), "ingest_s": (ingest_s * 10.0).round() / 10.0,
+    });
+    for mode in modes {
+        let t = std::time::Instant::now();
+        let m = eval::evaluate(
+            &state.store,
+            embedder.as_ref(),
+            &tenant,
+            &data,
+            &by_document,
+            mode,
+            &state.config.retrieve,
+        )
+        .await?;
+        let name = if mode == Mode::Vector {
+            "vector"
+        } else {
+            "hybrid"
+        };
+        eprintln!(
+            "  {name:<6}  recall@10 {:.4}  nDCG@10 {:.4}  ({:.1} ms/query)",
+            m.recall_at_10,
+            m.ndcg_at_10,
+            t.elapsed().as_secs_f64() * 1000.0 / queries as f64
+        );
+        report[name] = serde_json::to_value(m).map_err(|e| e.to_string())?;
+    }
+    if !keep {
+        eval::cleanup(&state.store, &tenant, &by_document).await?;
+    }
+    println!("{report}");
     Ok(())
 }
 
