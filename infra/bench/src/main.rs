@@ -1,6 +1,6 @@
 //! `make bench`: measures and prints figures (a benchmark, not a test; nothing here can fail a build).
 //!
-//! `ragbot-bench [embedding|ingest|large-pdf|large-text|all]` (default: embedding). The ingest
+//! `ragbot-bench [embedding|ingest|retrieve|large-pdf|large-text|all]` (default: embedding). The ingest
 //! sections need the local stack (`make bench` starts a throwaway one).
 //!
 //! embedding: model load time, single short query latency p50/p95, throughput (texts/s) for
@@ -15,6 +15,7 @@ use std::{
 use ragbot::embedding::LocalEmbedder;
 
 mod ingest;
+mod retrieve;
 
 const MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
@@ -31,11 +32,13 @@ fn main() {
         "ingest" => ingest::run(),
         "large-pdf" => ingest::large_pdf(),
         "large-text" => ingest::large_text(),
+        "retrieve" => retrieve::run(),
         "all" => run(&dir)
             .and_then(|_| ingest::run())
+            .and_then(|_| retrieve::run())
             .and_then(|_| ingest::children()),
         other => Err(format!(
-            "unknown bench '{other}': use embedding, ingest, large-pdf, large-text or all"
+            "unknown bench '{other}': use embedding, ingest, retrieve, large-pdf, large-text or all"
         )),
     };
     if let Err(e) = result {
