@@ -150,6 +150,8 @@ pub struct HealthSettings {
 pub enum EmbeddingProviderKind {
     /// all-MiniLM-L6-v2 in-process (default).
     Local,
+    /// An OpenAI-compatible `/embeddings` endpoint (OpenAI, OpenRouter, Ollama, …).
+    OpenAi,
     /// No embedder in this process (the health function).
     None,
 }
@@ -159,8 +161,9 @@ impl FromStr for EmbeddingProviderKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "local" => Ok(EmbeddingProviderKind::Local),
+            "openai" => Ok(EmbeddingProviderKind::OpenAi),
             "none" => Ok(EmbeddingProviderKind::None),
-            other => Err(format!("'{other}' is not one of local, none")),
+            other => Err(format!("'{other}' is not one of local, openai, none")),
         }
     }
 }
@@ -172,6 +175,8 @@ pub struct EmbeddingSettings {
     pub model_dir: PathBuf,
     /// Model id recorded on every chunk.
     pub model: String,
+    /// Settings of the OpenAI-compatible provider (when selected).
+    pub openai: Option<crate::embedding::openai::OpenAiSettings>,
 }
 
 impl EmbeddingSettings {
@@ -182,8 +187,30 @@ impl EmbeddingSettings {
     }
 
     fn read<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<Self, ConfigError> {
+        let provider = env.parse_or("EMBEDDING_PROVIDER", EmbeddingProviderKind::Local)?;
+        let openai = if provider == EmbeddingProviderKind::OpenAi {
+            let model = env.string("EMBEDDING_MODEL").ok_or(ConfigError::Missing {
+                name: "EMBEDDING_MODEL",
+                hint: "the provider's model name, e.g. text-embedding-3-small or nomic-embed-text",
+            })?;
+            Some(crate::embedding::openai::OpenAiSettings {
+                base_url: env
+                    .string("EMBEDDING_BASE_URL")
+                    .unwrap_or_else(|| "https://api.openai.com/v1".to_string()),
+                api_key: env.string("EMBEDDING_API_KEY"),
+                model,
+                dimension: env.parse_or("EMBEDDING_DIMENSION", 384)?,
+                send_dimensions: env.parse_or("EMBEDDING_SEND_DIMENSIONS", true)?,
+                batch: env.parse_or("EMBEDDING_REMOTE_BATCH", 96)?,
+                timeout: env.millis_or("EMBEDDING_TIMEOUT_MS", 10_000)?,
+                max_retries: env.parse_or("EMBEDDING_MAX_RETRIES", 4)?,
+            })
+        } else {
+            None
+        };
         Ok(EmbeddingSettings {
-            provider: env.parse_or("EMBEDDING_PROVIDER", EmbeddingProviderKind::Local)?,
+            provider,
+            openai,
             model_dir: env
                 .string("EMBEDDING_MODEL_DIR")
                 .map(PathBuf::from)
@@ -755,6 +782,37 @@ mod tests {
                 ..
             })
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn openai_provider_needs_a_model_and_keeps_its_key_secret() -> Result<(), ConfigError> {
+        let missing = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://a@h/db"),
+            ("EMBEDDING_PROVIDER", "openai"),
+        ]));
+        assert!(matches!(
+            missing,
+            Err(ConfigError::Missing {
+                name: "EMBEDDING_MODEL",
+                ..
+            })
+        ));
+        let c = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://a@h/db"),
+            ("EMBEDDING_PROVIDER", "openai"),
+            ("EMBEDDING_MODEL", "text-embedding-3-small"),
+            ("EMBEDDING_API_KEY", "sk-very-secret"),
+        ]))?;
+        let o = c.embedding.openai.clone().ok_or(ConfigError::Missing {
+            name: "x",
+            hint: "",
+        })?;
+        assert_eq!(
+            (o.base_url.as_str(), o.dimension),
+            ("https://api.openai.com/v1", 384)
+        );
+        assert!(!format!("{c:?}").contains("sk-very-secret"));
         Ok(())
     }
 

@@ -188,3 +188,124 @@ async fn readiness_reports_the_loaded_embedder() {
     resp.assert_status(http::StatusCode::OK);
     assert_eq!(resp.json()["checks"]["embedder"]["status"], "ok");
 }
+
+mod openai_compatible {
+    use std::{
+        sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        },
+        time::Duration,
+    };
+
+    use axum::{extract::State, http::StatusCode, response::IntoResponse, Json};
+    use ragbot::embedding::{
+        openai::{OpenAiEmbedder, OpenAiSettings},
+        EmbeddingError, EmbeddingProvider,
+    };
+    use serde_json::{json, Value};
+
+    /// A local stand-in for an OpenAI-compatible server: answers each call with the next scripted
+    /// status (then 200s), and embeds text i as a 4-dimension vector, in reverse order.
+    async fn server(script: Vec<u16>) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let state = (calls.clone(), Arc::new(script));
+        let app = axum::Router::new()
+            .route(
+                "/v1/embeddings",
+                axum::routing::post(
+                    |State((calls, script)): State<(Arc<AtomicUsize>, Arc<Vec<u16>>)>,
+                     headers: axum::http::HeaderMap,
+                     Json(body): Json<Value>| async move {
+                        let n = calls.fetch_add(1, Ordering::SeqCst);
+                        if let Some(code) = script.get(n) {
+                            let status = StatusCode::from_u16(*code).unwrap();
+                            return (status, [("retry-after", "0")], "slow down").into_response();
+                        }
+                        assert_eq!(headers.get("authorization").unwrap(), "Bearer sk-test");
+                        assert_eq!(body["model"], "test-embed");
+                        assert_eq!(body["dimensions"], 4);
+                        let inputs = body["input"].as_array().unwrap().clone();
+                        let mut data: Vec<Value> = inputs
+                            .iter()
+                            .enumerate()
+                            .map(|(i, _)| json!({"index": i, "embedding": [i as f32 + 1.0, 0.0, 0.0, 1.0]}))
+                            .collect();
+                        data.reverse();
+                        Json(json!({"object": "list", "data": data})).into_response()
+                    },
+                ),
+            )
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let handle = tokio::spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        (url, calls, handle)
+    }
+
+    fn embedder(url: &str, retries: u32) -> OpenAiEmbedder {
+        OpenAiEmbedder::new(OpenAiSettings {
+            base_url: url.to_string(),
+            api_key: Some("sk-test".into()),
+            model: "test-embed".into(),
+            dimension: 4,
+            send_dimensions: true,
+            batch: 2,
+            timeout: Duration::from_secs(2),
+            max_retries: retries,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn retries_a_429_then_returns_normalised_vectors_in_input_order() {
+        let (url, calls, _h) = server(vec![429, 503]).await;
+        let e = embedder(&url, 4);
+        let v = e
+            .embed(&["a", "b", "c"])
+            .await
+            .expect("embeds after retries");
+        // batch 2: the first batch took 3 calls (429, 503, 200), the second one call.
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        assert_eq!(v.len(), 3);
+        let expect = |x: f32| {
+            let n = (x * x + 1.0).sqrt();
+            vec![x / n, 0.0, 0.0, 1.0 / n]
+        };
+        assert_eq!(v[0], expect(1.0));
+        assert_eq!(v[1], expect(2.0));
+        assert_eq!(
+            v[2],
+            expect(1.0),
+            "the second batch starts at index 0 again"
+        );
+        assert_eq!((e.model_id(), e.dimension()), ("test-embed", 4));
+    }
+
+    #[tokio::test]
+    async fn client_errors_fail_at_once_and_server_errors_after_the_retry_budget() {
+        let (url, calls, _h) = server(vec![400]).await;
+        let err = embedder(&url, 4).embed(&["a"]).await.unwrap_err();
+        assert!(
+            matches!(err, EmbeddingError::Inference(ref m) if m.contains("400")),
+            "{err}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no retry on 400");
+
+        let (url, calls, _h) = server(vec![500, 500, 500, 500]).await;
+        let err = embedder(&url, 2).embed(&["a"]).await.unwrap_err();
+        assert!(
+            matches!(err, EmbeddingError::Unavailable(ref m) if m.contains("after 3 attempts")),
+            "{err}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let err = embedder("http://127.0.0.1:9/v1", 1)
+            .embed(&["a"])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EmbeddingError::Unavailable(_)), "{err}");
+    }
+}

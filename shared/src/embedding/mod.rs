@@ -1,10 +1,12 @@
 //! Embedding providers: the port ([`EmbeddingProvider`]) and its adapters.
 //!
 //! - [`local::LocalEmbedder`]: all-MiniLM-L6-v2 in-process (candle + tokenizers), the default.
+//! - [`openai::OpenAiEmbedder`]: any OpenAI-compatible `/embeddings` endpoint.
 //!
 //! The provider is built once per process (cold start) and shared by every invocation.
 
 pub mod local;
+pub mod openai;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
@@ -51,6 +53,12 @@ pub fn from_config(cfg: &EmbeddingSettings) -> Result<Option<SharedEmbedder>, Em
             &cfg.model_dir,
             &cfg.model,
         )?))),
+        EmbeddingProviderKind::OpenAi => {
+            let s = cfg.openai.clone().ok_or_else(|| {
+                EmbeddingError::Config("EMBEDDING_PROVIDER=openai needs its settings".into())
+            })?;
+            Ok(Some(Arc::new(openai::OpenAiEmbedder::new(s)?)))
+        }
     }
 }
 
