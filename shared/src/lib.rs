@@ -16,6 +16,7 @@ pub mod app;
 pub mod auth;
 pub mod aws;
 pub mod config;
+pub mod deploy;
 pub mod embedding;
 pub mod health;
 pub mod http;

@@ -47,7 +47,7 @@ pub fn url_with_user(url: &str, user: &str, password: &str) -> String {
 }
 
 // Role DDL is cluster-wide: serialise bootstraps of parallel tests in this process.
-static BOOTSTRAP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub static BOOTSTRAP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Where a test's database lives.
 #[derive(Clone, Debug)]
@@ -68,6 +68,7 @@ impl TestDb {
             let _guard = BOOTSTRAP.lock().await;
             store::bootstrap(&store::BootstrapSpec {
                 admin_url: admin_url.to_string(),
+                admin_password: None,
                 database: name.clone(),
                 migrator_password: migrator_pw.clone(),
                 app_password: app_pw.clone(),

@@ -101,6 +101,9 @@ enum DbCommand {
         /// Connection string of a superuser (rds_superuser on Aurora).
         #[arg(long, env = "RAGBOT_PG_ADMIN_URL", hide_env_values = true)]
         admin_url: String,
+        /// Overrides the password in the admin URL.
+        #[arg(long, env = "RAGBOT_PG_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
         #[arg(long, env = "RAGBOT_DB_NAME", default_value = "ragbot")]
         database: String,
         #[arg(long, env = "RAGBOT_MIGRATOR_PASSWORD", hide_env_values = true)]
@@ -161,6 +164,7 @@ async fn run(command: Command) -> Result<(), String> {
             command:
                 DbCommand::Bootstrap {
                     admin_url,
+                    admin_password,
                     database,
                     migrator_password,
                     app_password,
@@ -169,6 +173,7 @@ async fn run(command: Command) -> Result<(), String> {
         } => {
             store::bootstrap(&store::BootstrapSpec {
                 admin_url,
+                admin_password,
                 database: database.clone(),
                 migrator_password,
                 app_password,

@@ -19,6 +19,8 @@ mod embedded {
 pub struct BootstrapSpec {
     /// Connection string of a superuser / rds_superuser (never used by the functions).
     pub admin_url: String,
+    /// Overrides the password in `admin_url` (e.g. from the cluster's managed secret).
+    pub admin_password: Option<String>,
     pub database: String,
     pub migrator_password: String,
     pub app_password: String,
@@ -28,7 +30,9 @@ pub struct BootstrapSpec {
 /// Creates the roles (or resets their passwords), the database owned by the migrator, the `vector`
 /// extension and the privileges. Idempotent.
 pub async fn bootstrap(spec: &BootstrapSpec) -> Result<(), StoreError> {
-    let admin = connect_once(&DatabaseConfig::for_url(&spec.admin_url, spec.tls)).await?;
+    let mut admin_cfg = DatabaseConfig::for_url(&spec.admin_url, spec.tls);
+    admin_cfg.password = spec.admin_password.clone();
+    let admin = connect_once(&admin_cfg).await?;
     for (role, password) in [
         (MIGRATOR_ROLE, &spec.migrator_password),
         (APP_ROLE, &spec.app_password),
@@ -69,7 +73,9 @@ pub async fn bootstrap(spec: &BootstrapSpec) -> Result<(), StoreError> {
 
     // Inside the database: extension (needs superuser) and the app role's privileges.
     let db_url = with_database(&spec.admin_url, &spec.database);
-    let db = connect_once(&DatabaseConfig::for_url(db_url, spec.tls)).await?;
+    let mut db_cfg = DatabaseConfig::for_url(db_url, spec.tls);
+    db_cfg.password = spec.admin_password.clone();
+    let db = connect_once(&db_cfg).await?;
     db.batch_execute(&format!(
         "CREATE EXTENSION IF NOT EXISTS vector;
          REVOKE CREATE ON SCHEMA public FROM PUBLIC;
