@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help install dev test lint fmt build bench layer clean-stack seed ingest token eval
+.PHONY: help install dev test lint fmt build bench layer clean-stack seed ingest token eval validate invoke
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ dev: ## install what is missing, start the local stack, migrate and serve the AP
 test: ## install what is missing, start a throwaway stack on free ports, run every test, tear down
 	@bash infra/local/test.sh
 
+validate: ## cfn-lint + sam validate --lint on template.yaml (offline; tools installed into .local/venv)
+	@bash infra/local/validate.sh
+
 lint: ## cargo fmt --check and clippy with warnings denied
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
@@ -23,8 +26,8 @@ lint: ## cargo fmt --check and clippy with warnings denied
 fmt: ## format the code
 	cargo fmt --all
 
-build: ## release build of every function and the operator binary (host architecture)
-	cargo build --release --workspace --bins
+build: ## Lambda zips of every function (cargo-lambda, release, host architecture) + the model layer; prints sizes
+	@bash infra/local/build.sh
 
 layer: ## package the embedding model as a Lambda layer (.local/build/model-layer[.zip])
 	@bash infra/local/model-layer.sh
@@ -40,6 +43,9 @@ seed: ## load generated knowledge into the running dev stack (SIZE=small|medium|
 
 ingest: ## ingest a file or folder into the running dev stack (FILE=docs/ TENANT=…)
 	@bash infra/local/ragbot.sh ingest "$(FILE)" $(if $(TENANT),--tenant $(TENANT))
+
+invoke: ## run a function's Lambda handler on an event against the running dev stack (FN=embed EVENT=events/s3-put.json)
+	@bash infra/local/ragbot.sh invoke --function $(FN) --event $(EVENT)
 
 token: ## print a dev token (SUB=alice TENANT=acme ROLES=admin,user)
 	@cargo run --quiet -p ragbot-cli -- token --sub $(or $(SUB),dev) --tenant $(or $(TENANT),default) --roles $(or $(ROLES),admin,user)

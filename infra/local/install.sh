@@ -104,12 +104,22 @@ install_tools() {
   "$venv/bin/pip" install --quiet "cfn-lint==1.*" "aws-sam-cli==1.*"
 }
 
+# cargo-lambda (and the zig linker it brings) from PyPI, for `make build`.
+install_lambda_build() {
+  local venv="$LOCAL/venv"
+  install_tools
+  if [ -x "$venv/bin/cargo-lambda" ]; then return; fi
+  log "cargo-lambda (with zig) into $venv"
+  "$venv/bin/pip" install --quiet "cargo-lambda==1.*"
+}
+
 what="${1:-stack}"
 install_apt_if_missing
 case "$what" in
   stack) install_postgres; install_dynamodb; install_model; install_s3 ;;
   tools) install_tools ;;
+  build) install_lambda_build ;;
   all)   install_postgres; install_dynamodb; install_model; install_s3; install_tools ;;
-  *) log "usage: install.sh [stack|tools|all]"; exit 2 ;;
+  *) log "usage: install.sh [stack|tools|build|all]"; exit 2 ;;
 esac
 log "ok ($what) in $LOCAL"

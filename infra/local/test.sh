@@ -6,6 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 
 bash infra/local/install.sh stack
+bash infra/local/validate.sh
 STACK="$(mktemp -d /tmp/ragbot-test-stack.XXXXXX)"
 cleanup() { bash infra/local/stack.sh down "$STACK"; rm -rf "$STACK"; }
 trap cleanup EXIT

@@ -7,3 +7,4 @@ mod health;
 mod ingest;
 mod retrieve;
 mod schema;
+mod template;

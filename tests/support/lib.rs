@@ -21,6 +21,17 @@ use ragbot::{
 };
 use tower::ServiceExt;
 
+/// Installs a process-wide subscriber that is interested in every callsite, once. Without one,
+/// tracing caches "never" for callsites first hit on a thread with no subscriber, and tests that
+/// capture logs with a thread-local subscriber (`set_default`) lose spans when tests run in
+/// parallel.
+pub fn init_tracing() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
+}
+
 /// A variable exported by the test stack; a clear message when tests are run outside `make test`.
 pub fn stack_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -119,6 +130,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(opts: Options) -> TestApp {
+        init_tracing();
         let admin_url = opts
             .admin_url
             .unwrap_or_else(|| stack_env("RAGBOT_PG_ADMIN_URL"));

@@ -14,6 +14,10 @@ async fn main() -> Result<(), lambda::Error> {
         }
     };
     telemetry::init(config.log_format);
+    let Some(routes) = http::function_routes("embed") else {
+        eprintln!("embed: no routes registered for this function");
+        std::process::exit(2);
+    };
     let state = match AppState::init(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -22,6 +26,6 @@ async fn main() -> Result<(), lambda::Error> {
         }
     };
     let ingestor = state.ingestor.clone();
-    let router = http::app(http::knowledge::write_routes(), state);
+    let router = http::app(routes, state);
     lambda::run_http_and_s3(router, ingestor).await
 }

@@ -16,6 +16,10 @@ async fn main() -> Result<(), Error> {
     telemetry::init(config.log_format);
     // Health must not need the model: it answers even when the model layer is broken.
     config.embedding.provider = EmbeddingProviderKind::None;
+    let Some(routes) = http::function_routes("health") else {
+        eprintln!("health: no routes registered for this function");
+        std::process::exit(2);
+    };
     let state = match AppState::init(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -23,5 +27,5 @@ async fn main() -> Result<(), Error> {
             std::process::exit(2);
         }
     };
-    lambda_http::run(http::app(http::health::routes(), state)).await
+    lambda_http::run(http::app(routes, state)).await
 }

@@ -14,6 +14,10 @@ async fn main() -> Result<(), Error> {
         }
     };
     telemetry::init(config.log_format);
+    let Some(routes) = http::function_routes("retrieve") else {
+        eprintln!("retrieve: no routes registered for this function");
+        std::process::exit(2);
+    };
     let state = match AppState::init(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -21,6 +25,5 @@ async fn main() -> Result<(), Error> {
             std::process::exit(2);
         }
     };
-    let routes = http::retrieve::routes().merge(http::knowledge::read_routes());
     lambda_http::run(http::app(routes, state)).await
 }

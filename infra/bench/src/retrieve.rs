@@ -45,6 +45,19 @@ const QUERIES: [&str; 20] = [
     "facilities team responsibilities",
 ];
 
+/// The database's own message (tokio-postgres' Display is just "db error").
+fn describe(e: impl std::fmt::Debug + std::fmt::Display) -> String {
+    let debug = format!("{e:?}");
+    match debug.find("message: \"") {
+        Some(i) => debug[i + 10..]
+            .split('"')
+            .next()
+            .unwrap_or(&debug)
+            .to_string(),
+        None => e.to_string(),
+    }
+}
+
 struct Lcg(u64);
 impl Lcg {
     fn next_f32(&mut self) -> f32 {
@@ -72,22 +85,22 @@ pub fn run() -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(describe)?;
     rt.block_on(async {
-        let config = ragbot::Config::from_env().map_err(|e| e.to_string())?;
-        let state = ragbot::AppState::init(config).await.map_err(|e| e.to_string())?;
+        let config = ragbot::Config::from_env().map_err(describe)?;
+        let state = ragbot::AppState::init(config).await.map_err(describe)?;
         let embedder = state.embedder.clone().ok_or("no embedder")?;
         let owner_url = std::env::var("MIGRATOR_DATABASE_URL").map_err(|_| "MIGRATOR_DATABASE_URL is not set (run with make bench)")?;
         let owner = connect_once(&DatabaseConfig::for_url(owner_url, TlsMode::Disable))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(describe)?;
 
         // A pool of real passage embeddings.
         let pool_texts: Vec<String> = (0..512).map(|i| seed::paragraph(10_000 + i, 140)).collect();
         let mut pool = Vec::new();
         for batch in pool_texts.chunks(32) {
             let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-            pool.extend(embedder.embed(&refs).await.map_err(|e| e.to_string())?);
+            pool.extend(embedder.embed(&refs).await.map_err(describe)?);
         }
 
         let mut report = Vec::new();
@@ -96,7 +109,7 @@ pub fn run() -> Result<(), String> {
             owner
                 .batch_execute("DROP INDEX IF EXISTS chunks_embedding_hnsw_idx")
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(describe)?;
             // Load: documents of 1000 chunks, binary COPY.
             let mut rng = Lcg(n as u64);
             let t = Instant::now();
@@ -132,10 +145,10 @@ pub fn run() -> Result<(), String> {
                     mime: "text/plain".into(),
                     metadata: json!({}),
                 };
-                let tx = state.store.begin(&tenant).await.map_err(|e| e.to_string())?;
-                let id = documents::upsert_document(&tx, &doc, "processing").await.map_err(|e| e.to_string())?;
-                documents::replace_chunks(&tx, id, &chunks, embedder.model_id()).await.map_err(|e| e.to_string())?;
-                tx.commit().await.map_err(|e| e.to_string())?;
+                let tx = state.store.begin(&tenant).await.map_err(describe)?;
+                let id = documents::upsert_document(&tx, &doc, "processing").await.map_err(describe)?;
+                documents::replace_chunks(&tx, id, &chunks, embedder.model_id()).await.map_err(describe)?;
+                tx.commit().await.map_err(describe)?;
             }
             let load_s = t.elapsed().as_secs_f64();
 
@@ -143,12 +156,16 @@ pub fn run() -> Result<(), String> {
             owner
                 .batch_execute(
                     "SET maintenance_work_mem = '512MB';
-                     CREATE INDEX chunks_embedding_hnsw_idx ON chunks USING hnsw (embedding vector_cosine_ops);
-                     VACUUM ANALYZE chunks;",
+                     CREATE INDEX chunks_embedding_hnsw_idx ON chunks USING hnsw (embedding vector_cosine_ops);",
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(describe)?;
             let index_s = t.elapsed().as_secs_f64();
+            // VACUUM cannot share a (implicit) transaction with other statements.
+            owner
+                .batch_execute("VACUUM ANALYZE chunks")
+                .await
+                .map_err(describe)?;
 
             // Warm latency through the /retrieve code path (query embedding included).
             let settings = state.config.retrieve.clone();
@@ -162,7 +179,7 @@ pub fn run() -> Result<(), String> {
             for q in QUERIES {
                 retrieval::search(&state.store, Some(embedder.as_ref()), &tenant, &ask(q, Mode::Vector), &settings)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(describe)?;
             }
             let mut lat: Vec<Duration> = Vec::new();
             let mut hybrid_lat: Vec<Duration> = Vec::new();
@@ -173,18 +190,18 @@ pub fn run() -> Result<(), String> {
                     let t = Instant::now();
                     let resp = retrieval::search(&state.store, Some(embedder.as_ref()), &tenant, &ask(q, Mode::Vector), &settings)
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(describe)?;
                     lat.push(t.elapsed());
                     if round_no == 0 {
                         // Exact top 10: the same ordering with the index disabled.
-                        let qv = embedder.embed(&[q]).await.map_err(|e| e.to_string())?.remove(0);
+                        let qv = embedder.embed(&[q]).await.map_err(describe)?.remove(0);
                         let exact = owner
                             .query(
                                 "SELECT id FROM (SELECT id, embedding <=> $1 AS d FROM chunks WHERE tenant = $2 ORDER BY d LIMIT 10) x",
                                 &[&pgvector::Vector::from(qv), &tenant.as_str()],
                             )
                             .await
-                            .map_err(|e| e.to_string())?;
+                            .map_err(describe)?;
                         let exact: Vec<uuid::Uuid> = exact.iter().map(|r| r.get(0)).collect();
                         let found = resp.results.iter().filter(|h| exact.contains(&h.chunk_id)).count();
                         recall += found as f64 / exact.len().max(1) as f64;
@@ -193,7 +210,7 @@ pub fn run() -> Result<(), String> {
                     let t = Instant::now();
                     retrieval::search(&state.store, Some(embedder.as_ref()), &tenant, &ask(q, Mode::Hybrid), &settings)
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(describe)?;
                     hybrid_lat.push(t.elapsed());
                 }
             }
@@ -201,7 +218,7 @@ pub fn run() -> Result<(), String> {
                 let mut v = Vec::new();
                 for q in QUERIES {
                     let t = Instant::now();
-                    embedder.embed(&[q]).await.map_err(|e| e.to_string())?;
+                    embedder.embed(&[q]).await.map_err(describe)?;
                     v.push(t.elapsed());
                 }
                 ms(pct(&mut v, 50.0))
@@ -225,7 +242,7 @@ pub fn run() -> Result<(), String> {
             owner
                 .execute("DELETE FROM documents WHERE tenant = $1", &[&tenant.as_str()])
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(describe)?;
         }
         println!("{}", json!({"bench": "retrieve", "runs": report}));
         Ok(())

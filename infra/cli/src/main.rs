@@ -85,6 +85,15 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Run a function's Lambda handler on an event file against the local stack; print the result.
+    Invoke {
+        /// health, embed, retrieve or migrate.
+        #[arg(long)]
+        function: String,
+        /// Event JSON (see events/).
+        #[arg(long)]
+        event: std::path::PathBuf,
+    },
     /// Embed JSON lines `{"text": "..."}` from stdin; write `{"text": "...", "embedding": [...]}` lines.
     Embed,
     /// Database administration.
@@ -134,6 +143,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Ingest { path, tenant } => ingest(&path, tenant.as_deref()).await,
         Command::Seed { size, tenant } => seed(&size, tenant.as_deref()).await,
         Command::Reembed { batch } => reembed(batch).await,
+        Command::Invoke { function, event } => invoke(&function, &event).await,
         Command::Eval {
             dataset,
             mode,
@@ -459,6 +469,42 @@ async fn reembed(batch: usize) -> Result<(), String> {
         done.chunks,
         done.tenants,
         embedder.model_id()
+    );
+    Ok(())
+}
+
+async fn invoke(function: &str, event: &std::path::Path) -> Result<(), String> {
+    let raw = std::fs::read_to_string(event).map_err(|e| format!("{}: {e}", event.display()))?;
+    let payload: serde_json::Value =
+        serde_json::from_str(&raw).map_err(|e| format!("{}: not JSON: {e}", event.display()))?;
+    let result = if function == "migrate" {
+        ragbot::deploy::handle_custom_resource(&payload).await?
+    } else {
+        let routes = http::function_routes(function).ok_or_else(|| {
+            format!("unknown function '{function}': use health, embed, retrieve or migrate")
+        })?;
+        if ragbot::lambda::is_s3_event(&payload) && function != "embed" {
+            return Err(format!("{function} does not take S3 events (embed does)"));
+        }
+        let mut config = Config::from_env().map_err(|e| e.to_string())?;
+        if function == "health" {
+            config.embedding.provider = ragbot::config::EmbeddingProviderKind::None;
+        }
+        if std::env::var("LOG_FORMAT").is_err() {
+            telemetry::init(ragbot::config::LogFormat::Text);
+        } else {
+            telemetry::init(config.log_format);
+        }
+        let state = AppState::init(config).await.map_err(|e| e.to_string())?;
+        let ingestor = state.ingestor.clone();
+        let router = http::app(routes, state);
+        ragbot::lambda::dispatch(router, ingestor, payload, Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?
     );
     Ok(())
 }

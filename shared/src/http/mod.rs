@@ -108,8 +108,13 @@ fn with_meta(routes: Routes) -> Routes {
 /// logs, body limit, CORS, `/openapi.json`, and the error envelope for unknown routes and methods.
 pub fn app(routes: Routes, state: AppState) -> Router {
     let http = state.config.http.clone();
-    let (router, doc) = with_meta(routes).split_for_parts();
-    let doc = Arc::new(doc.to_json().unwrap_or_else(|_| "{}".to_string()));
+    let (router, _) = with_meta(routes).split_for_parts();
+    // The document describes the whole HTTP API, whichever function serves it.
+    let doc = Arc::new(
+        openapi(all_routes())
+            .to_json()
+            .unwrap_or_else(|_| "{}".to_string()),
+    );
     let mut router = router
         .fallback(|req: axum::extract::Request| async move {
             ApiError::not_found(format!(
@@ -159,6 +164,17 @@ fn cors(http: &HttpSettings) -> Option<CorsLayer> {
             ])
             .max_age(std::time::Duration::from_secs(3600)),
     )
+}
+
+/// The HTTP routes each Lambda function serves (its `main` uses this; the template test checks that
+/// the HTTP API sends each route to the function serving it).
+pub fn function_routes(function: &str) -> Option<Routes> {
+    match function {
+        "health" => Some(health::routes()),
+        "embed" => Some(knowledge::write_routes()),
+        "retrieve" => Some(retrieve::routes().merge(knowledge::read_routes())),
+        _ => None,
+    }
 }
 
 /// Every function's routes, for the local dev server. Each function registers here as it is built.
