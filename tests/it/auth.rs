@@ -1,14 +1,11 @@
 //! The API layer over the real stack: authentication, roles, tenants, rate limits, request limits,
 //! request ids, CORS and the OpenAPI document.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashMap, sync::Arc};
 
 use axum::body::Body;
 use http::{Request, StatusCode};
-use ragbot_tests::{Options, TestApp, TestDb, TestResponse};
+use ragbot_tests::{Captured, Options, TestApp, TestDb, TestResponse};
 use serde_json::{json, Value};
 
 fn qa(title: &str) -> Value {
@@ -483,29 +480,11 @@ async fn bad_bodies_get_clear_errors_and_write_nothing() {
     assert_eq!(app.count_rows("chunks").await, 0);
 }
 
-/// Log lines written while a test runs on this thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_request_id_is_in_the_error_body_the_header_and_every_log_line() {
-    use tracing_subscriber::prelude::*;
     let app = TestApp::spawn().await;
     let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber =
-        tracing_subscriber::registry().with(ragbot::telemetry::json_layer(move || writer.clone()));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = logs.install();
 
     let user = app.token("u", "acme", &["user"]);
     let r = app
@@ -520,7 +499,7 @@ async fn the_request_id_is_in_the_error_body_the_header_and_every_log_line() {
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden", "admin");
     assert_eq!(r.json()["error"]["request_id"], "trace-me-42");
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let lines: Vec<Value> = text
         .lines()
         .filter(|l| !l.trim().is_empty())

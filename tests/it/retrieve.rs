@@ -1,14 +1,11 @@
 //! The retrieve function over the real stack: threshold and fallback, filters, hybrid vs vector,
 //! filtered queries returning top_k (iterative index scans), tenant isolation, bad queries.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::collections::HashMap;
 
 use axum::body::Body;
 use http::{Request, StatusCode};
-use ragbot_tests::{Options, TestApp, TestDb};
+use ragbot_tests::{Captured, Options, TestApp, TestDb};
 use serde_json::{json, Value};
 
 async fn app_with(env: &[(&str, &str)]) -> TestApp {
@@ -325,28 +322,12 @@ async fn tenants_only_retrieve_their_own_chunks() {
     );
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn bad_queries_get_400_and_nothing_is_logged_as_an_error() {
-    use tracing_subscriber::prelude::*;
     let app = app_with(&[]).await;
     let user = app.token("u", "acme", &["user"]);
     let logs = Captured::default();
-    let writer = logs.clone();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(ragbot::telemetry::json_layer(move || writer.clone())),
-    );
+    let _guard = logs.install();
     for (body, needle) in [
         (json!({"query": "   "}), "empty"),
         (json!({"query": "x".repeat(1001)}), "limit is 1000"),
@@ -402,7 +383,7 @@ async fn bad_queries_get_400_and_nothing_is_logged_as_an_error() {
         json!(["possible_prompt_injection"])
     );
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(!text.is_empty());
     for line in text.lines() {
         let v: Value = serde_json::from_str(line).unwrap();

@@ -32,6 +32,39 @@ pub fn init_tracing() {
     });
 }
 
+/// Log lines captured from a thread-local JSON subscriber (the same layer the functions use).
+#[derive(Clone, Default)]
+pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Captures the JSON logs of this thread until the guard drops.
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        use tracing_subscriber::prelude::*;
+        init_tracing();
+        let writer = self.clone();
+        tracing::subscriber::set_default(
+            tracing_subscriber::registry()
+                .with(ragbot::telemetry::json_layer(move || writer.clone())),
+        )
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().map(|v| v.clone()).unwrap_or_default()).expect("UTF-8 logs")
+    }
+}
+
 /// A variable exported by the test stack; a clear message when tests are run outside `make test`.
 pub fn stack_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
