@@ -8,11 +8,12 @@ use ragbot::{
 };
 
 fn token(args: &[&str]) -> std::process::Output {
+    // A clean environment: `make test` exports the stack's variables.
     Command::new(env!("CARGO_BIN_EXE_ragbot"))
         .arg("token")
         .args(args)
+        .env_clear()
         .env("RAGBOT_ENV", "local")
-        .env_remove("JWT_SECRET")
         .output()
         .expect("run ragbot token")
 }
@@ -70,6 +71,7 @@ fn bad_arguments_fail_with_one_clear_line() {
 fn seed_refuses_production() {
     let out = Command::new(env!("CARGO_BIN_EXE_ragbot"))
         .args(["seed", "--size", "small"])
+        .env_clear()
         .env("RAGBOT_ENV", "production")
         .env("DATABASE_URL", "postgres://app@127.0.0.1:1/ragbot")
         .env("DOCUMENTS_BUCKET", "d")
