@@ -94,6 +94,11 @@ pub fn run() -> Result<(), String> {
         let owner = connect_once(&DatabaseConfig::for_url(owner_url, TlsMode::Disable))
             .await
             .map_err(describe)?;
+        // This connection's ORDER BY embedding <=> q is the exact reference: no index scans.
+        owner
+            .batch_execute("SET enable_indexscan = off; SET enable_bitmapscan = off")
+            .await
+            .map_err(describe)?;
 
         // A pool of real passage embeddings.
         let pool_texts: Vec<String> = (0..512).map(|i| seed::paragraph(10_000 + i, 140)).collect();
