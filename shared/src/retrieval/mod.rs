@@ -123,7 +123,7 @@ impl Default for RetrieveSettings {
             max_top_k: 50,
             default_threshold: 0.3,
             max_query_chars: 1000,
-            ef_search: 100,
+            ef_search: 200,
             fallback_questions: 3,
             disclaimer: "I could not find an answer to that in the knowledge base. You can ask one of these questions instead, or rephrase yours.".into(),
         }
