@@ -145,9 +145,7 @@ impl Ingestor {
         let sha = sha256_hex(&bytes);
         let source_key = src.source_key();
 
-        let tx = self.store.begin(&src.tenant).await?;
-        let existing = documents::find_by_source_key(&tx, &source_key).await?;
-        tx.commit().await?;
+        let existing = super::stored_version(&self.store, &src.tenant, &source_key).await?;
         if let Some(stored) = &existing {
             if stored.content_sha256 == sha && stored.status == "ready" {
                 return Ok(Outcome {
@@ -232,22 +230,15 @@ impl Ingestor {
             mime: prepared.format.mime().to_string(),
             metadata: src.metadata.clone(),
         };
-        let tx = self.store.begin(&src.tenant).await?;
-        let id = documents::upsert_document(&tx, &doc, "processing").await?;
-        documents::replace_chunks(&tx, id, &chunks, embedder.model_id()).await?;
-        tx.commit().await?;
-        tracing::info!(document_id = %id, chunks = chunks.len(), key = %src.key, "document ingested");
-        Ok(Outcome {
-            document_id: id,
-            title,
-            status: "ready",
-            chunks: chunks.len(),
-            change: if existing.is_some() {
-                Change::Updated
-            } else {
-                Change::Created
-            },
-        })
+        super::write_version(
+            &self.store,
+            &src.tenant,
+            &doc,
+            &chunks,
+            embedder.model_id(),
+            existing.is_some(),
+        )
+        .await
     }
 
     /// Marks the document failed with `reason` (previous chunks, if any, are kept).

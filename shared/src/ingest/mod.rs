@@ -13,7 +13,14 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{embedding::EmbeddingError, store::StoreError};
+use crate::{
+    auth::Tenant,
+    embedding::EmbeddingError,
+    store::{
+        documents::{self, NewChunk, NewDocument},
+        Store, StoreError,
+    },
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -47,6 +54,46 @@ pub struct Outcome {
     pub status: &'static str,
     pub chunks: usize,
     pub change: Change,
+}
+
+/// Writes a new version of a document: the row and all of its chunks in ONE transaction (a failure
+/// leaves the previous version intact). `existed` picks Created or Updated.
+pub(crate) async fn write_version(
+    store: &Store,
+    tenant: &Tenant,
+    doc: &NewDocument,
+    chunks: &[NewChunk],
+    model: &str,
+    existed: bool,
+) -> Result<Outcome, IngestError> {
+    let tx = store.begin(tenant).await?;
+    let id = documents::upsert_document(&tx, doc, "processing").await?;
+    documents::replace_chunks(&tx, id, chunks, model).await?;
+    tx.commit().await?;
+    tracing::info!(document_id = %id, chunks = chunks.len(), source_key = %doc.source_key, "document ingested");
+    Ok(Outcome {
+        document_id: id,
+        title: doc.title.clone(),
+        status: "ready",
+        chunks: chunks.len(),
+        change: if existed {
+            Change::Updated
+        } else {
+            Change::Created
+        },
+    })
+}
+
+/// What is stored under `source_key` (a short read transaction, before any embedding work).
+pub(crate) async fn stored_version(
+    store: &Store,
+    tenant: &Tenant,
+    source_key: &str,
+) -> Result<Option<documents::Stored>, IngestError> {
+    let tx = store.begin(tenant).await?;
+    let existing = documents::find_by_source_key(&tx, source_key).await?;
+    tx.commit().await?;
+    Ok(existing)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -8,7 +8,7 @@ use super::{sha256_hex, Change, IngestError, Outcome};
 use crate::{
     auth::Tenant,
     embedding::EmbeddingProvider,
-    store::{documents, documents::NewChunk, documents::NewDocument, Store},
+    store::{documents::NewChunk, documents::NewDocument, Store},
 };
 
 pub const MAX_PAIRS: usize = 2_000;
@@ -107,9 +107,7 @@ pub async fn ingest(
     let sha = body.content_sha256();
 
     // Cheap check first: resubmitting the same pairs embeds nothing.
-    let tx = store.begin(tenant).await?;
-    let existing = documents::find_by_source_key(&tx, &source_key).await?;
-    tx.commit().await?;
+    let existing = super::stored_version(store, tenant, &source_key).await?;
     if let Some(stored) = &existing {
         if stored.content_sha256 == sha && stored.status == "ready" {
             return Ok(Outcome {
@@ -157,19 +155,13 @@ pub async fn ingest(
         mime: "application/json".into(),
         metadata: json!({}),
     };
-    let tx = store.begin(tenant).await?;
-    let id = documents::upsert_document(&tx, &doc, "processing").await?;
-    documents::replace_chunks(&tx, id, &chunks, embedder.model_id()).await?;
-    tx.commit().await?;
-    Ok(Outcome {
-        document_id: id,
-        title,
-        status: "ready",
-        chunks: chunks.len(),
-        change: if existing.is_some() {
-            Change::Updated
-        } else {
-            Change::Created
-        },
-    })
+    super::write_version(
+        store,
+        tenant,
+        &doc,
+        &chunks,
+        embedder.model_id(),
+        existing.is_some(),
+    )
+    .await
 }
