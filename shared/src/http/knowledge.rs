@@ -339,16 +339,15 @@ async fn delete_document(
     // can be retried. If the commit then fails, S3's ObjectRemoved event removes the document.
     if let (Some(bucket), Some(key)) = (&doc.s3_bucket, &doc.s3_key) {
         state
-            .aws
-            .s3
-            .delete_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
+            .ingestor
+            .objects
+            .delete(bucket, key)
             .await
             .map_err(|e| {
-                tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "deleting the document's object failed");
-                ApiError::unavailable("could not delete the stored file; nothing was deleted, retry shortly")
+                tracing::warn!(error = %e, "deleting the document's object failed");
+                ApiError::unavailable(
+                    "could not delete the stored file; nothing was deleted, retry shortly",
+                )
             })?;
     }
     tx.commit().await?;
