@@ -264,12 +264,19 @@ pub async fn replace_chunks(
 }
 
 /// pgvector's `vector` type (its OID differs per database), for typed parameters and COPY.
+/// Looked up once per store, then cached: not a round trip per request.
 pub async fn vector_type(tx: &TenantTx) -> Result<Type, StoreError> {
-    let oid: u32 = tx
-        .client()?
-        .query_typed_one("SELECT 'vector'::regtype::oid", &[])
-        .await?
-        .try_get(0)?;
+    let oid = match tx.vector_oid.get() {
+        Some(oid) => *oid,
+        None => {
+            let oid: u32 = tx
+                .client()?
+                .query_typed_one("SELECT 'vector'::regtype::oid", &[])
+                .await?
+                .try_get(0)?;
+            *tx.vector_oid.get_or_init(|| oid)
+        }
+    };
     Ok(Type::new(
         "vector".into(),
         oid,

@@ -12,6 +12,8 @@ use crate::config::{DatabaseConfig, TlsMode};
 pub struct Store {
     pool: Pool,
     retry_budget: Duration,
+    /// OID of pgvector's `vector` type in this database, looked up once (see `documents::vector_type`).
+    pub(crate) vector_oid: Arc<std::sync::OnceLock<u32>>,
 }
 
 impl Store {
@@ -38,6 +40,7 @@ impl Store {
         Ok(Store {
             pool,
             retry_budget: cfg.connect_retry_budget,
+            vector_oid: Arc::default(),
         })
     }
 

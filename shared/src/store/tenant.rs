@@ -17,6 +17,7 @@ pub type Params<'a> = [(&'a (dyn ToSql + Sync), Type)];
 pub struct TenantTx {
     client: Option<deadpool_postgres::Object>,
     tenant: Tenant,
+    pub(crate) vector_oid: std::sync::Arc<std::sync::OnceLock<u32>>,
 }
 
 impl Store {
@@ -57,6 +58,7 @@ impl Store {
         Ok(TenantTx {
             client: Some(client),
             tenant: tenant.clone(),
+            vector_oid: self.vector_oid.clone(),
         })
     }
 }
