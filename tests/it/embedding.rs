@@ -16,9 +16,9 @@ async fn local_embedder_matches_sentence_transformers_for_every_reference_text()
     assert_eq!(refs.len(), 30);
     let texts: Vec<&str> = refs.iter().map(|(t, _)| t.as_str()).collect();
 
-    // All at once (batched, padded to the longest text of each batch)...
+    // All at once (one batch, texts stacked unpadded)...
     let batched = embedder.embed(&texts).await.expect("embed");
-    // ...and one at a time (no padding): both must match the reference.
+    // ...and one at a time: both must match the reference.
     for (i, (text, reference)) in refs.iter().enumerate() {
         let single = embedder
             .embed(&[text.as_str()])

@@ -29,6 +29,7 @@ fn main() {
         .unwrap_or_else(|| "embedding".into());
     let result = match what.as_str() {
         "embedding" => run(&dir),
+        "query-loop" => query_loop(&dir),
         "ingest" => ingest::run(),
         "large-pdf" => ingest::large_pdf(),
         "large-text" => ingest::large_text(),
@@ -45,6 +46,21 @@ fn main() {
         eprintln!("bench: {e}");
         std::process::exit(1);
     }
+}
+
+/// Embeds one short query in a loop for 10 s: a steady workload to profile (`perf record`).
+fn query_loop(dir: &std::path::Path) -> Result<(), String> {
+    let embedder = LocalEmbedder::load(dir, MODEL).map_err(|e| e.to_string())?;
+    let until = Instant::now() + std::time::Duration::from_secs(10);
+    let mut n = 0u64;
+    while Instant::now() < until {
+        embedder
+            .embed_blocking(&["How do I reset my password?"])
+            .map_err(|e| e.to_string())?;
+        n += 1;
+    }
+    println!("{n} queries in 10 s: {:.2} ms each", 10_000.0 / n as f64);
+    Ok(())
 }
 
 fn run(dir: &std::path::Path) -> Result<(), String> {

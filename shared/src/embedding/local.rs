@@ -7,12 +7,12 @@ use std::{
     time::Instant,
 };
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
+use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
-use super::{BoxFuture, EmbeddingError, EmbeddingProvider};
+use super::{
+    bert::{Bert, BertConfig, Tokens},
+    BoxFuture, EmbeddingError, EmbeddingProvider,
+};
 
 /// Texts per forward pass. Inputs are sorted by length first, so a batch pads little.
 const DEFAULT_BATCH: usize = 32;
@@ -24,9 +24,8 @@ pub struct LocalEmbedder {
 }
 
 struct Inner {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
-    device: Device,
     batch_size: usize,
 }
 
@@ -61,7 +60,7 @@ impl LocalEmbedder {
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| EmbeddingError::Config(format!("{}: {e}", tokenizer_path.display())))?;
         // The shipped tokenizer.json truncates at 128 and pads to a fixed 128; sentence-transformers
-        // truncates at max_seq_length (256) and pads to the longest text of the batch.
+        // truncates at max_seq_length (256). No padding: the encoder stacks texts unpadded.
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: max_len,
@@ -70,25 +69,15 @@ impl LocalEmbedder {
                 ..Default::default()
             }))
             .map_err(|e| EmbeddingError::Config(format!("{}: {e}", tokenizer_path.display())))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            pad_id: config.pad_token_id as u32,
-            ..Default::default()
-        }));
+        tokenizer.with_padding(None);
 
-        let device = Device::Cpu;
-        // SAFETY: the file is memory-mapped read-only; it must not be modified while mapped, which
-        // holds for model files shipped in a Lambda layer or the local install.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
-            .map_err(|e| EmbeddingError::Config(format!("{}: {e}", weights.display())))?;
-        let model = BertModel::load(vb, &config)
+        let model = Bert::load(&weights, &config)
             .map_err(|e| EmbeddingError::Config(format!("{}: {e}", weights.display())))?;
 
         let embedder = LocalEmbedder {
             inner: Arc::new(Inner {
                 model,
                 tokenizer,
-                device,
                 batch_size: DEFAULT_BATCH,
             }),
             model_id: model_id.to_string(),
@@ -158,60 +147,18 @@ impl Inner {
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbeddingError> {
-        let infer = |e: candle_core::Error| EmbeddingError::Inference(e.to_string());
         let encodings = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| EmbeddingError::Inference(e.to_string()))?;
-        let n = encodings.len();
-        let seq = encodings.first().map_or(0, |e| e.get_ids().len());
-        let mut ids = Vec::with_capacity(n * seq);
-        let mut mask = Vec::with_capacity(n * seq);
-        let mut types = Vec::with_capacity(n * seq);
-        for e in &encodings {
-            ids.extend(e.get_ids().iter().map(|&x| x as i64));
-            mask.extend(e.get_attention_mask().iter().map(|&x| x as i64));
-            types.extend(e.get_type_ids().iter().map(|&x| x as i64));
-        }
-        let ids = Tensor::from_vec(ids, (n, seq), &self.device).map_err(infer)?;
-        let mask = Tensor::from_vec(mask, (n, seq), &self.device).map_err(infer)?;
-        let types = Tensor::from_vec(types, (n, seq), &self.device).map_err(infer)?;
-
-        let hidden = self
-            .model
-            .forward(&ids, &types, Some(&mask))
-            .map_err(infer)?; // (n, seq, dim)
-                              // Mean pooling over real tokens, then L2 normalisation (sentence-transformers' Pooling +
-                              // Normalize modules).
-        let mask_f = mask
-            .to_dtype(DType::F32)
-            .map_err(infer)?
-            .unsqueeze(2)
-            .map_err(infer)?; // (n, seq, 1)
-        let summed = hidden
-            .broadcast_mul(&mask_f)
-            .map_err(infer)?
-            .sum(1)
-            .map_err(infer)?; // (n, dim)
-        let counts = mask_f
-            .sum(1)
-            .map_err(infer)?
-            .clamp(1e-9, f64::MAX)
-            .map_err(infer)?; // (n, 1)
-        let mean = summed.broadcast_div(&counts).map_err(infer)?;
-        let norms = mean
-            .sqr()
-            .map_err(infer)?
-            .sum_keepdim(1)
-            .map_err(infer)?
-            .sqrt()
-            .map_err(infer)?
-            .clamp(1e-12, f64::MAX)
-            .map_err(infer)?;
-        mean.broadcast_div(&norms)
-            .map_err(infer)?
-            .to_vec2::<f32>()
-            .map_err(infer)
+        let tokens: Vec<Tokens<'_>> = encodings
+            .iter()
+            .map(|e| Tokens {
+                ids: e.get_ids(),
+                types: e.get_type_ids(),
+            })
+            .collect();
+        self.model.embed(&tokens).map_err(EmbeddingError::Inference)
     }
 }
 

@@ -1,10 +1,12 @@
 //! Embedding providers: the port ([`EmbeddingProvider`]) and its adapters.
 //!
-//! - [`local::LocalEmbedder`]: all-MiniLM-L6-v2 in-process (candle + tokenizers), the default.
+//! - [`local::LocalEmbedder`]: all-MiniLM-L6-v2 in-process (tokenizers + [`bert`], on candle's
+//!   safetensors loader and gemm kernel), the default.
 //! - [`openai::OpenAiEmbedder`]: any OpenAI-compatible `/embeddings` endpoint.
 //!
 //! The provider is built once per process (cold start) and shared by every invocation.
 
+pub mod bert;
 pub mod local;
 pub mod openai;
 
