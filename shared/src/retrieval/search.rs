@@ -16,6 +16,13 @@ use crate::{
 /// Reciprocal rank fusion constant (Cormack et al. 2009).
 pub const RRF_K: f64 = 60.0;
 
+/// At most this many keyword matches are ranked by `ts_rank_cd` in hybrid mode. A query made of
+/// common words matches a large share of a big knowledge base, and ranking every match dominated
+/// the query (136 ms p50 at 100k chunks); such a query carries little keyword signal, and the
+/// vector ranking still covers the whole base. Rare keywords (the reason for hybrid mode) match
+/// far fewer chunks than this, so they are all ranked.
+pub const KEYWORD_CANDIDATES: i64 = 2000;
+
 /// Query parameters collected while the SQL is built.
 #[derive(Default)]
 struct Binds {
@@ -189,10 +196,13 @@ pub async fn search(
                      WHERE c.tenant = {t}{filters}
                      ORDER BY c.embedding <=> {qv} LIMIT {pool}),
                  vr AS (SELECT id, row_number() OVER (ORDER BY distance + 0) AS r FROM v),
+                 q AS (SELECT websearch_to_tsquery('english', {text}) AS query),
+                 m AS MATERIALIZED (
+                     SELECT c.id, c.tsv FROM chunks c, q
+                     WHERE c.tenant = {t} AND c.tsv @@ q.query{filters}
+                     LIMIT {KEYWORD_CANDIDATES}),
                  t AS MATERIALIZED (
-                     SELECT c.id, ts_rank_cd(c.tsv, query) AS rank
-                     FROM chunks c, websearch_to_tsquery('english', {text}) query
-                     WHERE c.tenant = {t} AND c.tsv @@ query{filters}
+                     SELECT m.id, ts_rank_cd(m.tsv, q.query) AS rank FROM m, q
                      ORDER BY rank DESC LIMIT {pool}),
                  tr AS (SELECT id, row_number() OVER (ORDER BY rank DESC) AS r FROM t),
                  fused AS (
