@@ -42,6 +42,15 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Backups of this deployment: the database, the backups bucket, through the object port.
+    pub fn backups(&self) -> crate::backup::Backups<'_> {
+        crate::backup::Backups {
+            store: &self.store,
+            objects: self.ingestor.objects.as_ref(),
+            bucket: &self.aws.backups_bucket,
+        }
+    }
+
     pub async fn init(config: Config) -> Result<Self, InitError> {
         Self::init_with(config, true).await
     }

@@ -1,15 +1,34 @@
 //! Lambda entry points for functions that take more than API Gateway requests: the embed function
-//! receives HTTP API events and S3 notifications on one handler. The event's shape decides.
-
-use std::sync::Arc;
+//! also receives S3 notifications, and the backup function EventBridge schedules and direct
+//! restore invocations. The event's shape decides; each function says which kinds it takes.
 
 use lambda_http::{request::LambdaRequest, Adapter, Service};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 
-use crate::ingest::document::Ingestor;
+use crate::{ingest::document::Ingestor, AppState};
 
 pub type Error = lambda_runtime::Error;
+
+/// What a function takes besides API Gateway requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Triggers {
+    HttpOnly,
+    /// S3 notifications of the documents bucket (embed).
+    S3,
+    /// EventBridge schedules, and `{"action": "restore", "key": "..."}` direct invocations (backup).
+    Backup,
+}
+
+impl Triggers {
+    pub fn of(function: &str) -> Triggers {
+        match function {
+            "embed" => Triggers::S3,
+            "backup" => Triggers::Backup,
+            _ => Triggers::HttpOnly,
+        }
+    }
+}
 
 /// Whether `event` is an S3 notification (`Records[].eventSource == "aws:s3"`).
 pub fn is_s3_event(event: &Value) -> bool {
@@ -22,16 +41,57 @@ pub fn is_s3_event(event: &Value) -> bool {
         == Some("aws:s3")
 }
 
-/// Handles one invocation: S3 events go to ingestion, anything else is parsed as an API Gateway
-/// request and served by `router` (the same router the dev server serves).
+/// Whether `event` is an EventBridge schedule (`source: aws.events`, `detail-type: Scheduled Event`).
+pub fn is_scheduled_event(event: &Value) -> bool {
+    event.get("source").and_then(Value::as_str) == Some("aws.events")
+        && event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+}
+
+/// The key of a direct restore invocation: `{"action": "restore", "key": "backups/…"}`.
+fn restore_key(event: &Value) -> Option<&str> {
+    if event.get("action").and_then(Value::as_str) != Some("restore") {
+        return None;
+    }
+    event.get("key").and_then(Value::as_str)
+}
+
+fn refuse(kind: &str, triggers: Triggers) -> Error {
+    format!("this function does not take {kind} (it takes {triggers:?} events)").into()
+}
+
+/// Handles one invocation: S3 events go to ingestion, schedules and restores to backups, anything
+/// else is parsed as an API Gateway request and served by `router` (the router the dev server
+/// serves).
 pub async fn dispatch(
     router: axum::Router,
-    ingestor: Arc<Ingestor>,
+    state: &AppState,
+    triggers: Triggers,
     event: Value,
     context: Context,
 ) -> Result<Value, Error> {
     if is_s3_event(&event) {
-        return dispatch_s3(&ingestor, event).await;
+        if triggers != Triggers::S3 {
+            return Err(refuse("S3 events", triggers));
+        }
+        return dispatch_s3(&state.ingestor, event).await;
+    }
+    if is_scheduled_event(&event) {
+        if triggers != Triggers::Backup {
+            return Err(refuse("scheduled events", triggers));
+        }
+        return scheduled_backup(state).await;
+    }
+    if event.get("action").is_some() {
+        if triggers != Triggers::Backup {
+            return Err(refuse("actions", triggers));
+        }
+        let key = restore_key(&event)
+            .ok_or("a direct invocation takes {\"action\": \"restore\", \"key\": \"backups/…\"}")?;
+        let manifest = state.backups().restore(key).await.map_err(|e| {
+            tracing::error!(error = %e, "restore failed; nothing was changed");
+            Box::new(e) as Error
+        })?;
+        return Ok(json!({ "restored": manifest }));
     }
     let request: LambdaRequest = serde_json::from_value(event)?;
     let mut adapter = Adapter::from(router);
@@ -39,7 +99,8 @@ pub async fn dispatch(
     Ok(serde_json::to_value(response)?)
 }
 
-/// The S3 half of [`dispatch`] (the dev server's emulated notifications call it directly).
+/// Ingests / removes the objects of an S3 notification. An error (e.g. the database is down) fails
+/// the invocation so that Lambda retries it; per-object outcomes are in the response.
 pub async fn dispatch_s3(ingestor: &Ingestor, event: Value) -> Result<Value, Error> {
     let s3: aws_lambda_events::s3::S3Event = serde_json::from_value(event)?;
     let reports = ingestor.handle_s3_event(&s3).await.map_err(|e| {
@@ -49,12 +110,44 @@ pub async fn dispatch_s3(ingestor: &Ingestor, event: Value) -> Result<Value, Err
     Ok(json!({ "records": reports }))
 }
 
-/// Runs the Lambda runtime loop with [`dispatch`].
-pub async fn run_http_and_s3(router: axum::Router, ingestor: Arc<Ingestor>) -> Result<(), Error> {
+/// Backs up every tenant. Every tenant is attempted; if any failed, the invocation fails after
+/// the others are done (so the Lambda `Errors` metric and alarms see it), naming them.
+async fn scheduled_backup(state: &AppState) -> Result<Value, Error> {
+    let results = state.backups().create_all().await.map_err(|e| {
+        tracing::error!(error = %e, "scheduled backup could not start");
+        Box::new(e) as Error
+    })?;
+    let mut written = Vec::new();
+    let mut failed = Vec::new();
+    for r in results {
+        match r {
+            Ok(m) => written.push(m),
+            Err((tenant, error)) => failed.push(format!("{tenant}: {error}")),
+        }
+    }
+    crate::telemetry::metric(
+        "BackupFailures",
+        failed.len() as f64,
+        crate::telemetry::Unit::Count,
+    );
+    if !failed.is_empty() {
+        return Err(format!(
+            "{} of {} tenant backups failed: {}",
+            failed.len(),
+            failed.len() + written.len(),
+            failed.join("; ")
+        )
+        .into());
+    }
+    Ok(json!({ "backups": written }))
+}
+
+/// The Lambda runtime loop for a function with non-HTTP triggers.
+pub async fn run(router: axum::Router, state: AppState, triggers: Triggers) -> Result<(), Error> {
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<Value>| {
-            let (router, ingestor) = (router.clone(), ingestor.clone());
-            async move { dispatch(router, ingestor, event.payload, event.context).await }
+            let (router, state) = (router.clone(), state.clone());
+            async move { dispatch(router, &state, triggers, event.payload, event.context).await }
         },
     ))
     .await

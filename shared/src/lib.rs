@@ -15,6 +15,7 @@
 pub mod app;
 pub mod auth;
 pub mod aws;
+pub mod backup;
 pub mod config;
 pub mod deploy;
 pub mod embedding;

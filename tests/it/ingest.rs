@@ -240,7 +240,8 @@ async fn put_object(app: &TestApp, key: &str, body: &[u8], content_type: &str) {
 async fn deliver(app: &TestApp, event: Value) -> Value {
     ragbot::lambda::dispatch(
         app.router.clone(),
-        app.state.ingestor.clone(),
+        &app.state,
+        ragbot::lambda::Triggers::S3,
         event,
         Default::default(),
     )
@@ -591,9 +592,33 @@ async fn every_sample_event_is_handled() {
             "\"ragbot-documents\"",
             &format!("\"{}\"", app.state.aws.documents_bucket),
         );
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("backup-") {
+            // The backup function's own events: the schedule, and a restore of a real backup.
+            let made = app
+                .state
+                .backups()
+                .create(&ragbot::auth::Tenant::parse("acme").unwrap())
+                .await
+                .expect("a backup to restore");
+            let raw = raw.replace("backups/acme/20261123T020000.000Z.jsonl.gz", &made.key);
+            let out = ragbot::lambda::dispatch(
+                app.router.clone(),
+                &app.state,
+                ragbot::lambda::Triggers::Backup,
+                serde_json::from_str(&raw).unwrap(),
+                Default::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                out["backups"].is_array() || out["restored"]["tenant"] == "acme",
+                "{name}: {out}"
+            );
+            continue;
+        }
         let event: Value = serde_json::from_str(&raw).unwrap();
         let out = deliver(&app, event).await;
-        let name = f.file_name().unwrap().to_string_lossy().to_string();
         if name.starts_with("s3-") {
             let result = out["records"][0]["result"].as_str().unwrap_or_default();
             assert!(["not_found", "ingested"].contains(&result), "{name}: {out}");

@@ -1,6 +1,7 @@
 //! Integration tests against the real local stack. Run with `make test`.
 
 mod auth;
+mod backup;
 mod deploy;
 mod embedding;
 mod health;

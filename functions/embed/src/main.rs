@@ -2,7 +2,11 @@
 //! `DELETE /documents/{id}`, and S3 `ObjectCreated` / `ObjectRemoved` notifications of the
 //! documents bucket. Cold start loads config, pool, clients and the model once.
 
-use ragbot::{http, lambda, telemetry, AppState, Config};
+use ragbot::{
+    http,
+    lambda::{self, Triggers},
+    telemetry, AppState, Config,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda::Error> {
@@ -25,7 +29,6 @@ async fn main() -> Result<(), lambda::Error> {
             std::process::exit(2);
         }
     };
-    let ingestor = state.ingestor.clone();
-    let router = http::app(routes, state);
-    lambda::run_http_and_s3(router, ingestor).await
+    let router = http::app(routes, state.clone());
+    lambda::run(router, state, Triggers::S3).await
 }

@@ -87,7 +87,7 @@ enum Command {
     },
     /// Run a function's Lambda handler on an event file against the local stack; print the result.
     Invoke {
-        /// health, embed, retrieve or migrate.
+        /// health, embed, retrieve, backup or migrate.
         #[arg(long)]
         function: String,
         /// Event JSON (see events/).
@@ -100,6 +100,35 @@ enum Command {
     Db {
         #[command(subcommand)]
         command: DbCommand,
+    },
+    /// Logical backups of a tenant to the backups bucket, and restore.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Back up one tenant now (or every tenant with --all); prints each manifest.
+    Create {
+        /// Tenant (default: TENANT_CODE, else `default`).
+        #[arg(long, conflicts_with = "all")]
+        tenant: Option<String>,
+        /// Every tenant that has data, as the schedule does.
+        #[arg(long)]
+        all: bool,
+    },
+    /// List a tenant's backups, newest first.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Replace the backup's tenant's documents, chunks and conversations with the backup's, in
+    /// one transaction (the data is checked against its manifest first).
+    Restore {
+        /// Key of the data object, e.g. backups/acme/20261123T020000.000Z.jsonl.gz
+        key: String,
     },
 }
 
@@ -144,6 +173,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Seed { size, tenant } => seed(&size, tenant.as_deref()).await,
         Command::Reembed { batch } => reembed(batch).await,
         Command::Invoke { function, event } => invoke(&function, &event).await,
+        Command::Backup { command } => backup(command).await,
         Command::Eval {
             dataset,
             mode,
@@ -473,6 +503,84 @@ async fn reembed(batch: usize) -> Result<(), String> {
     Ok(())
 }
 
+fn print_json(v: &ragbot::backup::Manifest) -> Result<(), String> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+async fn backup(command: BackupCommand) -> Result<(), String> {
+    let mut config = Config::from_env().map_err(|e| e.to_string())?;
+    config.embedding.provider = ragbot::config::EmbeddingProviderKind::None;
+    let state = AppState::init(config).await.map_err(|e| e.to_string())?;
+    let tenant = |t: Option<String>| match t {
+        Some(t) => ragbot::auth::Tenant::parse(&t),
+        None => Ok(state.default_tenant.clone()),
+    };
+    let backups = state.backups();
+    match command {
+        BackupCommand::Create { tenant: t, all } => {
+            if all {
+                let mut failed = 0;
+                for r in backups.create_all().await.map_err(|e| e.to_string())? {
+                    match r {
+                        Ok(m) => print_json(&m)?,
+                        Err((t, e)) => {
+                            failed += 1;
+                            eprintln!("backup of {t} failed: {e}");
+                        }
+                    }
+                }
+                if failed > 0 {
+                    return Err(format!("{failed} tenant backups failed"));
+                }
+            } else {
+                let m = backups
+                    .create(&tenant(t)?)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                print_json(&m)?;
+            }
+        }
+        BackupCommand::List { tenant: t } => {
+            let list = backups
+                .list(&tenant(t)?, usize::MAX)
+                .await
+                .map_err(|e| e.to_string())?;
+            for m in &list {
+                println!(
+                    "{}  {}  {} documents, {} chunks, {} conversations, {} messages, {} bytes",
+                    m.created_at.to_rfc3339(),
+                    m.key,
+                    m.counts.documents,
+                    m.counts.chunks,
+                    m.counts.conversations,
+                    m.counts.messages,
+                    m.bytes
+                );
+            }
+            if list.is_empty() {
+                eprintln!("no backups");
+            }
+        }
+        BackupCommand::Restore { key } => {
+            let m = backups.restore(&key).await.map_err(|e| e.to_string())?;
+            eprintln!(
+                "restored tenant {} from {}: {} documents, {} chunks, {} conversations, {} messages",
+                m.tenant,
+                m.key,
+                m.counts.documents,
+                m.counts.chunks,
+                m.counts.conversations,
+                m.counts.messages
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn invoke(function: &str, event: &std::path::Path) -> Result<(), String> {
     let raw = std::fs::read_to_string(event).map_err(|e| format!("{}: {e}", event.display()))?;
     let payload: serde_json::Value =
@@ -481,13 +589,11 @@ async fn invoke(function: &str, event: &std::path::Path) -> Result<(), String> {
         ragbot::deploy::handle_custom_resource(&payload).await?
     } else {
         let routes = http::function_routes(function).ok_or_else(|| {
-            format!("unknown function '{function}': use health, embed, retrieve or migrate")
+            format!("unknown function '{function}': use health, embed, retrieve, backup or migrate")
         })?;
-        if ragbot::lambda::is_s3_event(&payload) && function != "embed" {
-            return Err(format!("{function} does not take S3 events (embed does)"));
-        }
+        let triggers = ragbot::lambda::Triggers::of(function);
         let mut config = Config::from_env().map_err(|e| e.to_string())?;
-        if function == "health" {
+        if function == "health" || function == "backup" {
             config.embedding.provider = ragbot::config::EmbeddingProviderKind::None;
         }
         if std::env::var("LOG_FORMAT").is_err() {
@@ -496,9 +602,8 @@ async fn invoke(function: &str, event: &std::path::Path) -> Result<(), String> {
             telemetry::init(config.log_format);
         }
         let state = AppState::init(config).await.map_err(|e| e.to_string())?;
-        let ingestor = state.ingestor.clone();
-        let router = http::app(routes, state);
-        ragbot::lambda::dispatch(router, ingestor, payload, Default::default())
+        let router = http::app(routes, state.clone());
+        ragbot::lambda::dispatch(router, &state, triggers, payload, Default::default())
             .await
             .map_err(|e| e.to_string())?
     };

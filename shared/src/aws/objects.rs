@@ -112,6 +112,37 @@ impl ObjectStore for S3Objects {
         })
     }
 
+    fn list<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, PortError>> {
+        Box::pin(async move {
+            let mut keys = Vec::new();
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| {
+                    PortError(format!(
+                        "S3 ListObjectsV2 {bucket}/{prefix}: {}",
+                        DisplayErrorContext(&e)
+                    ))
+                })?;
+                keys.extend(
+                    page.contents()
+                        .iter()
+                        .filter_map(|o| o.key().map(str::to_string)),
+                );
+            }
+            Ok(keys)
+        })
+    }
+
     fn delete<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), PortError>> {
         Box::pin(async move {
             self.client

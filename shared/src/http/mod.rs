@@ -6,6 +6,7 @@
 //! `GET /openapi.json` lists exactly the routes served.
 
 mod auth;
+pub mod backups;
 mod error;
 pub mod health;
 mod json;
@@ -173,6 +174,7 @@ pub fn function_routes(function: &str) -> Option<Routes> {
         "health" => Some(health::routes()),
         "embed" => Some(knowledge::write_routes()),
         "retrieve" => Some(retrieve::routes().merge(knowledge::read_routes())),
+        "backup" => Some(backups::routes()),
         _ => None,
     }
 }
@@ -184,4 +186,5 @@ pub fn all_routes() -> Routes {
         .merge(knowledge::write_routes())
         .merge(knowledge::read_routes())
         .merge(retrieve::routes())
+        .merge(backups::routes())
 }

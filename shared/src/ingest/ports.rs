@@ -30,6 +30,12 @@ pub trait ObjectStore: Send + Sync {
         content_type: &'a str,
     ) -> BoxFuture<'a, Result<(), PortError>>;
     fn delete<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), PortError>>;
+    /// Every key under `prefix`, in key order.
+    fn list<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, PortError>>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

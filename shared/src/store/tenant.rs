@@ -34,13 +34,33 @@ impl Store {
         tenant: &Tenant,
         settings: &[(&str, &str)],
     ) -> Result<TenantTx, StoreError> {
+        self.open(tenant, "BEGIN", settings).await
+    }
+
+    /// A read-only transaction whose statements all see one snapshot of the tenant's rows
+    /// (`REPEATABLE READ`): for backups, which read several tables.
+    pub async fn begin_snapshot(&self, tenant: &Tenant) -> Result<TenantTx, StoreError> {
+        self.open(
+            tenant,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            &[],
+        )
+        .await
+    }
+
+    async fn open(
+        &self,
+        tenant: &Tenant,
+        begin: &str,
+        settings: &[(&str, &str)],
+    ) -> Result<TenantTx, StoreError> {
         let safe = |s: &str| {
             !s.is_empty()
                 && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
         };
         let mut sql = format!(
-            "BEGIN; SELECT set_config('ragbot.tenant', '{}', true)",
+            "{begin}; SELECT set_config('ragbot.tenant', '{}', true)",
             tenant.as_str()
         );
         for (name, value) in settings {
