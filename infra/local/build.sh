@@ -13,7 +13,8 @@ case "$(uname -m)" in
   aarch64|arm64) arch_flag=--arm64; arch=arm64 ;;
   *) echo "build: unsupported host architecture $(uname -m)" >&2; exit 1 ;;
 esac
-FUNCTIONS=(health embed retrieve migrate)
+# Every crate under functions/ (the template test checks each has a resource in template.yaml).
+FUNCTIONS=(); for d in functions/*/; do FUNCTIONS+=("$(basename "$d")"); done
 pkgs=(); for f in "${FUNCTIONS[@]}"; do pkgs+=(-p "$f"); done
 cargo lambda build --release "$arch_flag" --output-format zip "${pkgs[@]}"
 bash infra/local/model-layer.sh >&2
