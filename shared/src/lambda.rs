@@ -56,7 +56,12 @@ fn restore_key(event: &Value) -> Option<&str> {
 }
 
 fn refuse(kind: &str, triggers: Triggers) -> Error {
-    format!("this function does not take {kind} (it takes {triggers:?} events)").into()
+    let takes = match triggers {
+        Triggers::HttpOnly => "API Gateway requests only",
+        Triggers::S3 => "API Gateway requests and S3 notifications",
+        Triggers::Backup => "API Gateway requests, schedules and restore actions",
+    };
+    format!("this function does not take {kind}: it takes {takes}").into()
 }
 
 /// Handles one invocation: S3 events go to ingestion, schedules and restores to backups, anything
