@@ -30,6 +30,32 @@ impl Triggers {
     }
 }
 
+/// Whether a function embeds (loads the model). Health must answer even when the model layer is
+/// broken, and backups copy stored vectors without computing any.
+pub fn needs_model(function: &str) -> bool {
+    matches!(function, "embed" | "retrieve")
+}
+
+/// Cold start of a function that serves HTTP routes: configuration, telemetry, the function's
+/// routes and the app state (pool, clients, and the model when [`needs_model`]), built once per
+/// execution environment. Any failure ends the process with one line naming the function, which
+/// Lambda reports as the init error.
+pub async fn cold_start(function: &str) -> (axum::Router, AppState) {
+    let fail = |e: &dyn std::fmt::Display| -> ! {
+        eprintln!("{function}: {e}");
+        std::process::exit(2)
+    };
+    let mut config = crate::Config::from_env().unwrap_or_else(|e| fail(&e));
+    crate::telemetry::init(config.log_format);
+    if !needs_model(function) {
+        config.embedding.provider = crate::config::EmbeddingProviderKind::None;
+    }
+    let routes = crate::http::function_routes(function)
+        .unwrap_or_else(|| fail(&"no routes registered for this function"));
+    let state = AppState::init(config).await.unwrap_or_else(|e| fail(&e));
+    (crate::http::app(routes, state.clone()), state)
+}
+
 /// Whether `event` is an S3 notification (`Records[].eventSource == "aws:s3"`).
 pub fn is_s3_event(event: &Value) -> bool {
     event

@@ -593,7 +593,7 @@ async fn invoke(function: &str, event: &std::path::Path) -> Result<(), String> {
         })?;
         let triggers = ragbot::lambda::Triggers::of(function);
         let mut config = Config::from_env().map_err(|e| e.to_string())?;
-        if function == "health" || function == "backup" {
+        if !ragbot::lambda::needs_model(function) {
             config.embedding.provider = ragbot::config::EmbeddingProviderKind::None;
         }
         if std::env::var("LOG_FORMAT").is_err() {
