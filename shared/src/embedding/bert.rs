@@ -598,31 +598,26 @@ fn strips_product(x: &[f32], rows: usize, k: usize, packed: &[u16], acc: &mut [f
     strips_product_body::<false>(x, rows, k, packed, acc, width);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn strips_product_avx512(
-    x: &[f32],
-    rows: usize,
-    k: usize,
-    packed: &[u16],
-    acc: &mut [f32],
-    width: usize,
-) {
-    strips_product_body::<true>(x, rows, k, packed, acc, width)
+/// A copy of the kernel compiled for one x86 instruction set; [`strips_product`] picks it at run
+/// time. Calling it is `unsafe` because the CPU must support `$features`.
+macro_rules! x86_strips_product {
+    ($name:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(
+            x: &[f32],
+            rows: usize,
+            k: usize,
+            packed: &[u16],
+            acc: &mut [f32],
+            width: usize,
+        ) {
+            strips_product_body::<true>(x, rows, k, packed, acc, width)
+        }
+    };
 }
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn strips_product_avx2(
-    x: &[f32],
-    rows: usize,
-    k: usize,
-    packed: &[u16],
-    acc: &mut [f32],
-    width: usize,
-) {
-    strips_product_body::<true>(x, rows, k, packed, acc, width)
-}
+x86_strips_product!(strips_product_avx512, "avx512f,avx2,fma");
+x86_strips_product!(strips_product_avx2, "avx2,fma");
 
 /// The loops themselves, inlined into each feature-specific copy so the compiler vectorises them
 /// for that instruction set. `FUSED` uses `mul_add`, a single instruction only where FMA is
