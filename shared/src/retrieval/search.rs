@@ -145,23 +145,34 @@ pub async fn search(
     let (top_k, threshold) = validate(req, s)?;
     let mode = req.mode.unwrap_or_default();
     let embedder = embedder.ok_or(RetrieveError::NoEmbedder)?;
-    let q = embedder
-        .embed(&[checked.query.as_str()])
-        .await?
-        .into_iter()
-        .next()
-        .ok_or(RetrieveError::NoEmbedder)?;
-
+    // The query is embedded while a pooled connection is checked out (a verifying round trip)
+    // and the transaction begun: the two waits overlap instead of adding up.
     let ef = s.ef_search.max(top_k as u32).to_string();
-    let tx = store
-        .begin_with(
-            tenant,
-            &[
-                ("hnsw.ef_search", ef.as_str()),
-                ("hnsw.iterative_scan", "relaxed_order"),
-            ],
-        )
-        .await?;
+    let settings = [
+        ("hnsw.ef_search", ef.as_str()),
+        ("hnsw.iterative_scan", "relaxed_order"),
+    ];
+    let query_text = [checked.query.as_str()];
+    let (embedded, tx) = tokio::join!(
+        embedder.embed(&query_text),
+        store.begin_with(tenant, &settings)
+    );
+    let tx = tx?;
+    let q = match embedded {
+        Ok(mut v) => v.pop().ok_or(RetrieveError::NoEmbedder),
+        Err(e) => Err(RetrieveError::from(e)),
+    };
+    let q = match q {
+        Ok(q) => q,
+        Err(e) => {
+            // Nothing was read yet: end the transaction cleanly so the connection stays pooled;
+            // the embedding failure is the error to report.
+            if let Err(end) = tx.commit().await {
+                tracing::warn!(error = %end, "could not end the search transaction");
+            }
+            return Err(e);
+        }
+    };
     let vector = documents::vector_type(&tx).await?;
     let mut b = Binds::default();
     let qv = b.push(pgvector::Vector::from(q), vector);
