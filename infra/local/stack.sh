@@ -91,7 +91,7 @@ pg_start() { # DIR
   local dir=$1 bin home port
   bin="$(pg_bin)"; home="$(cat "$dir/pg-home")"; port="$(cat "$dir/pg-port")"
   as_pg "$bin/pg_ctl" -D "$home/data" -l "$home/postgres.log" -w -t 30 \
-    -o "-p $port -k $home -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off -c shared_buffers=256MB" \
+    -o "-p $port -k $home -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off -c shared_buffers=${RAGBOT_PG_SHARED_BUFFERS:-1GB}" \
     start >/dev/null || { tail -20 "$home/postgres.log" >&2; die "PostgreSQL did not start"; }
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     auth::{Tenant, Verifier},
-    aws::{AwsClients, AwsError, DynamoLedger, DynamoRateLimiter, S3Objects},
+    aws::{AwsClients, AwsError, DynamoLedger, DynamoRateLimiter, LambdaDispatcher, S3Objects},
     config::{Config, ConfigError},
     embedding::{self, EmbeddingError, SharedEmbedder},
     ingest::{chunking::Chunker, document::Ingestor},
@@ -104,6 +104,11 @@ impl AppState {
             documents_bucket: aws.documents_bucket.clone(),
             default_tenant: default_tenant.clone(),
             embed_batch: config.ingest.embed_batch,
+            jobs: config.ingest.jobs.clone(),
+            dispatcher: config.ingest.job_function.clone().map(|function| {
+                Arc::new(LambdaDispatcher::new(aws.lambda.clone(), function))
+                    as crate::ingest::jobs::SharedDispatcher
+            }),
         });
         Ok(AppState {
             config: Arc::new(config),

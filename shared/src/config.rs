@@ -132,6 +132,8 @@ pub struct AwsSettings {
     pub s3_endpoint: Option<String>,
     /// Endpoint override for DynamoDB (DynamoDB Local).
     pub dynamodb_endpoint: Option<String>,
+    /// Endpoint override for the Lambda API (ingestion workers' invocations).
+    pub lambda_endpoint: Option<String>,
     pub documents_bucket: String,
     pub backups_bucket: String,
     pub state_table: String,
@@ -371,6 +373,11 @@ pub struct IngestSettings {
     pub chunk_max_tokens: usize,
     pub chunk_overlap_tokens: usize,
     pub embed_batch: usize,
+    /// Large documents: when they are split among workers, and how.
+    pub jobs: crate::ingest::jobs::JobSettings,
+    /// The Lambda function that runs ingestion workers (`INGEST_JOB_FUNCTION`, else this
+    /// function when running in Lambda); `None`: workers are tasks of this process.
+    pub job_function: Option<String>,
 }
 
 /// Limits on requests: body size, CORS.
@@ -459,7 +466,10 @@ impl Config {
             s3_endpoint: env
                 .string("AWS_ENDPOINT_URL_S3")
                 .or_else(|| common_endpoint.clone()),
-            dynamodb_endpoint: env.string("AWS_ENDPOINT_URL_DYNAMODB").or(common_endpoint),
+            dynamodb_endpoint: env
+                .string("AWS_ENDPOINT_URL_DYNAMODB")
+                .or_else(|| common_endpoint.clone()),
+            lambda_endpoint: env.string("AWS_ENDPOINT_URL_LAMBDA").or(common_endpoint),
             documents_bucket: infra(
                 "DOCUMENTS_BUCKET",
                 "ragbot-documents",
@@ -513,7 +523,44 @@ impl Config {
             chunk_max_tokens: env.parse_or("CHUNK_MAX_TOKENS", 200)?,
             chunk_overlap_tokens: env.parse_or("CHUNK_OVERLAP_TOKENS", 30)?,
             embed_batch: env.parse_or("EMBED_BATCH_SIZE", 32)?,
+            jobs: {
+                let d = crate::ingest::jobs::JobSettings::default();
+                crate::ingest::jobs::JobSettings {
+                    threshold_chunks: env
+                        .parse_or("INGEST_JOB_THRESHOLD_CHUNKS", d.threshold_chunks)?,
+                    max_workers: env.parse_or("INGEST_JOB_MAX_WORKERS", d.max_workers)?,
+                    chunks_per_worker: env
+                        .parse_or("INGEST_JOB_CHUNKS_PER_WORKER", d.chunks_per_worker)?,
+                    lease: Duration::from_secs(
+                        env.parse_or("INGEST_JOB_LEASE_SECONDS", d.lease.as_secs())?,
+                    ),
+                    reserve: Duration::from_secs(
+                        env.parse_or("INGEST_JOB_RESERVE_SECONDS", d.reserve.as_secs())?,
+                    ),
+                }
+            },
+            job_function: env
+                .string("INGEST_JOB_FUNCTION")
+                .or_else(|| env.string("AWS_LAMBDA_FUNCTION_NAME")),
         };
+        for (name, value) in [
+            ("INGEST_JOB_MAX_WORKERS", ingest.jobs.max_workers),
+            (
+                "INGEST_JOB_CHUNKS_PER_WORKER",
+                ingest.jobs.chunks_per_worker,
+            ),
+            (
+                "INGEST_JOB_LEASE_SECONDS",
+                ingest.jobs.lease.as_secs() as usize,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
         // all-MiniLM-L6-v2 reads 256 tokens, two of which are [CLS] and [SEP].
         if !(16..=254).contains(&ingest.chunk_max_tokens) {
             return Err(ConfigError::Invalid {

@@ -14,7 +14,8 @@ pub type Error = lambda_runtime::Error;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Triggers {
     HttpOnly,
-    /// S3 notifications of the documents bucket (embed).
+    /// S3 notifications of the documents bucket, and `{"action": "ingest_job", …}` worker
+    /// invocations for large documents (embed).
     S3,
     /// EventBridge schedules, and `{"action": "restore", "key": "..."}` direct invocations (backup).
     Backup,
@@ -84,7 +85,7 @@ fn restore_key(event: &Value) -> Option<&str> {
 fn refuse(kind: &str, triggers: Triggers) -> Error {
     let takes = match triggers {
         Triggers::HttpOnly => "API Gateway requests only",
-        Triggers::S3 => "API Gateway requests and S3 notifications",
+        Triggers::S3 => "API Gateway requests, S3 notifications and ingestion jobs",
         Triggers::Backup => "API Gateway requests, schedules and restore actions",
     };
     format!("this function does not take {kind}: it takes {takes}").into()
@@ -111,6 +112,12 @@ pub async fn dispatch(
             return Err(refuse("scheduled events", triggers));
         }
         return scheduled_backup(state).await;
+    }
+    if event.get("action").and_then(Value::as_str) == Some(crate::aws::INGEST_JOB_ACTION) {
+        if triggers != Triggers::S3 {
+            return Err(refuse("ingestion jobs", triggers));
+        }
+        return ingest_job_worker(&state.ingestor, &event, &context).await;
     }
     if event.get("action").is_some() {
         if triggers != Triggers::Backup {
@@ -139,6 +146,47 @@ pub async fn dispatch_s3(ingestor: &Ingestor, event: Value) -> Result<Value, Err
         Box::new(e) as Error
     })?;
     Ok(json!({ "records": reports }))
+}
+
+/// One ingestion worker (see [`crate::ingest::jobs`]): works on the job until it is done or this
+/// invocation nears its deadline (then it invokes a successor). An error fails the invocation, so
+/// Lambda retries it; the work stored so far is kept.
+async fn ingest_job_worker(
+    ingestor: &Ingestor,
+    event: &Value,
+    context: &Context,
+) -> Result<Value, Error> {
+    let tenant = event
+        .get("tenant")
+        .and_then(Value::as_str)
+        .ok_or("an ingestion job event needs \"tenant\"")?;
+    let tenant = crate::auth::Tenant::parse(tenant)?;
+    let job_id = event
+        .get("job_id")
+        .and_then(Value::as_str)
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        .ok_or("an ingestion job event needs \"job_id\" (a UUID)")?;
+    let job = crate::ingest::ports::JobRef { tenant, job_id };
+    let deadline = deadline_of(context);
+    let run = ingestor.run_job(&job, deadline).await.map_err(|e| {
+        tracing::error!(job = %job_id, error = %e, "ingestion worker failed; Lambda will retry it");
+        Box::new(e) as Error
+    })?;
+    Ok(json!({ "job_id": job_id, "result": format!("{run:?}") }))
+}
+
+/// The invocation's deadline as an `Instant` (`context.deadline` is epoch milliseconds; 0 when
+/// unknown, e.g. a local invocation without one).
+fn deadline_of(context: &Context) -> Option<std::time::Instant> {
+    if context.deadline == 0 {
+        return None;
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    let left = context.deadline.saturating_sub(now_ms);
+    Some(std::time::Instant::now() + std::time::Duration::from_millis(left))
 }
 
 /// Backs up every tenant. Every tenant is attempted; if any failed, the invocation fails after

@@ -6,6 +6,7 @@ mod deploy;
 mod embedding;
 mod health;
 mod ingest;
+mod ingest_jobs;
 mod retrieve;
 mod schema;
 mod template;

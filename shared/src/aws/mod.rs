@@ -3,10 +3,12 @@
 //! Clients are built once per process from aws-config (credentials from the environment / the
 //! Lambda role), with endpoint overrides for the local stack.
 
+mod invoke;
 pub mod notify_local;
 mod objects;
 mod ratelimit;
 
+pub use invoke::{job_event, LambdaDispatcher, INGEST_JOB_ACTION};
 pub use objects::{DynamoLedger, S3Objects, LEDGER_LEASE};
 pub use ratelimit::DynamoRateLimiter;
 
@@ -64,6 +66,8 @@ impl AwsError {
 pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// Invokes ingestion workers (the embed function itself).
+    pub lambda: aws_sdk_lambda::Client,
     pub documents_bucket: String,
     pub backups_bucket: String,
     pub state_table: String,
@@ -83,9 +87,14 @@ impl AwsClients {
         if let Some(ep) = &cfg.dynamodb_endpoint {
             ddb = ddb.endpoint_url(ep);
         }
+        let mut lambda = aws_sdk_lambda::config::Builder::from(&sdk);
+        if let Some(ep) = &cfg.lambda_endpoint {
+            lambda = lambda.endpoint_url(ep);
+        }
         AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(ddb.build()),
+            lambda: aws_sdk_lambda::Client::from_conf(lambda.build()),
             documents_bucket: cfg.documents_bucket.clone(),
             backups_bucket: cfg.backups_bucket.clone(),
             state_table: cfg.state_table.clone(),

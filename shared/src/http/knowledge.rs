@@ -54,6 +54,8 @@ impl From<IngestError> for ApiError {
 
 fn outcome_response(outcome: Outcome) -> Response {
     let status = match outcome.change {
+        // A large document: accepted, embedded by workers (poll GET /documents/{id}).
+        _ if outcome.job_id.is_some() => StatusCode::ACCEPTED,
         Change::Created => StatusCode::CREATED,
         Change::Updated | Change::Unchanged => StatusCode::OK,
     };
@@ -113,6 +115,7 @@ struct UploadQuery {
     responses(
         (status = 201, description = "Document created", body = Outcome),
         (status = 200, description = "Document updated or unchanged", body = Outcome),
+        (status = 202, description = "Large document accepted: status `processing`, embedded by background workers; poll GET /documents/{id}", body = Outcome),
         (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorEnvelope),
         (status = 415, description = "Unsupported type", body = ErrorEnvelope),
         (status = 422, description = "Unreadable or empty file", body = ErrorEnvelope)))]
@@ -300,7 +303,8 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::validation(format!("'{id}' is not a document id (a UUID)")))
 }
 
-/// One document with its status, chunk count and failure reason.
+/// One document with its status, chunk count and failure reason, and for a large document the
+/// progress of its background ingestion job.
 #[utoipa::path(get, path = "/documents/{id}", tag = "knowledge",
     params(("id" = Uuid, Path, description = "Document id")),
     security(("bearer" = [])),
@@ -314,9 +318,14 @@ async fn get_document(
     let id = parse_id(&id)?;
     let tx = state.store.begin(&who.tenant).await?;
     let doc = documents::get(&tx, id).await?;
+    let job = match &doc {
+        Some(_) => crate::store::jobs::latest_for_document(&tx, id).await?,
+        None => None,
+    };
     tx.commit().await?;
-    doc.map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no document {id}")))
+    let mut doc = doc.ok_or_else(|| ApiError::not_found(format!("no document {id}")))?;
+    doc.job = job;
+    Ok(Json(doc))
 }
 
 /// Deletes a document, its chunks and its stored file.

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     chunking::Chunker,
-    ports::{Claim, Ledger, ObjectStore, PortError},
+    ports::{Claim, JobRef, Ledger, ObjectStore, PortError},
     sha256_hex, Change, IngestError, Outcome,
 };
 use crate::{
@@ -18,7 +18,7 @@ use crate::{
     parsing::{self, Format, ParseError},
     store::{
         documents::{self, NewChunk, NewDocument},
-        Store, StoreError,
+        jobs, Store, StoreError,
     },
 };
 
@@ -74,6 +74,10 @@ pub struct Ingestor {
     pub documents_bucket: String,
     pub default_tenant: Tenant,
     pub embed_batch: usize,
+    /// When a document is large enough to be embedded by workers, and how many.
+    pub jobs: super::jobs::JobSettings,
+    /// Where workers run: `None` for tasks of this process.
+    pub dispatcher: Option<super::jobs::SharedDispatcher>,
 }
 
 impl From<ParseError> for IngestError {
@@ -134,7 +138,9 @@ impl Ingestor {
     }
 
     /// Ingests a file: unchanged content (same sha256, ready) is a no-op; otherwise the document
-    /// and all of its chunks are written in one transaction, replacing the previous version.
+    /// and all of its chunks are written in one transaction, replacing the previous version. A
+    /// document of more than `jobs.threshold_chunks` chunks is staged for workers instead
+    /// (status `processing`, see [`super::jobs`]); its previous version is served until they finish.
     pub async fn ingest_file(
         &self,
         src: &SourceFile,
@@ -146,18 +152,26 @@ impl Ingestor {
         let source_key = src.source_key();
 
         let existing = super::stored_version(&self.store, &src.tenant, &source_key).await?;
+        let name = || {
+            src.title
+                .clone()
+                .unwrap_or_else(|| src.file_name().to_string())
+        };
         if let Some(stored) = &existing {
             if stored.content_sha256 == sha && stored.status == "ready" {
                 return Ok(Outcome {
                     document_id: stored.id,
-                    title: src
-                        .title
-                        .clone()
-                        .unwrap_or_else(|| src.file_name().to_string()),
+                    title: name(),
                     status: "ready",
                     chunks: stored.chunk_count.max(0) as usize,
                     change: Change::Unchanged,
+                    job_id: None,
                 });
+            }
+            if stored.content_sha256 == sha && stored.status == "processing" {
+                if let Some(outcome) = self.resume_job(src, stored.id, &sha, name()).await? {
+                    return Ok(outcome);
+                }
             }
         }
 
@@ -174,17 +188,6 @@ impl Ingestor {
             .or_else(|| prepared.title.clone())
             .unwrap_or_else(|| src.file_name().to_string());
 
-        // Embed outside any transaction, batch by batch.
-        let texts: Vec<&str> = prepared
-            .drafts
-            .iter()
-            .map(|d| d.text.as_str())
-            .chain(prepared.qa_pairs.iter().map(|p| p.question.trim()))
-            .collect();
-        let mut vectors = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(self.embed_batch.max(1)) {
-            vectors.extend(embedder.embed(batch).await?);
-        }
         let with_doc_metadata = |mut m: Value| {
             if let (Some(target), Some(user)) = (m.as_object_mut(), src.metadata.as_object()) {
                 for (k, v) in user {
@@ -193,15 +196,15 @@ impl Ingestor {
             }
             m
         };
-        let mut vectors = vectors.into_iter();
+        // The chunks without their embeddings yet; a Q&A pair embeds its question.
         let mut chunks = Vec::with_capacity(prepared.chunk_count());
-        for d in &prepared.drafts {
+        for d in prepared.drafts {
             chunks.push(NewChunk {
-                text: d.text.clone(),
+                metadata: with_doc_metadata(d.metadata),
+                text: d.text,
                 question: None,
                 answer: None,
-                metadata: with_doc_metadata(d.metadata.clone()),
-                embedding: vectors.next().unwrap_or_default(),
+                embedding: Vec::new(),
                 token_count: i32::try_from(d.token_count).ok(),
             });
         }
@@ -211,7 +214,7 @@ impl Ingestor {
                 question: Some(p.question.trim().to_string()),
                 answer: Some(p.answer.trim().to_string()),
                 metadata: with_doc_metadata(json!({})),
-                embedding: vectors.next().unwrap_or_default(),
+                embedding: Vec::new(),
                 token_count: None,
             });
         }
@@ -230,6 +233,32 @@ impl Ingestor {
             mime: prepared.format.mime().to_string(),
             metadata: src.metadata.clone(),
         };
+        if chunks.len() > self.jobs.threshold_chunks {
+            return self
+                .stage_job(src, &doc, &chunks, embedder.model_id(), existing.is_some())
+                .await;
+        }
+
+        // Embed outside any transaction, batch by batch.
+        for batch in chunks.chunks_mut(self.embed_batch.max(1)) {
+            let texts: Vec<&str> = batch
+                .iter()
+                .map(|c| c.question.as_deref().unwrap_or(&c.text))
+                .collect();
+            let vectors = embedder.embed(&texts).await?;
+            if vectors.len() != batch.len() {
+                return Err(IngestError::Embedding(
+                    crate::embedding::EmbeddingError::Inference(format!(
+                        "{} texts gave {} vectors",
+                        batch.len(),
+                        vectors.len()
+                    )),
+                ));
+            }
+            for (c, v) in batch.iter_mut().zip(vectors) {
+                c.embedding = v;
+            }
+        }
         super::write_version(
             &self.store,
             &src.tenant,
@@ -239,6 +268,77 @@ impl Ingestor {
             existing.is_some(),
         )
         .await
+    }
+
+    /// A large document: the document row (`processing`) and its chunks without embeddings are
+    /// written in one transaction, then workers are started. Its previous chunks stay searchable
+    /// until the workers swap the new ones in.
+    async fn stage_job(
+        &self,
+        src: &SourceFile,
+        doc: &NewDocument,
+        chunks: &[NewChunk],
+        model: &str,
+        existed: bool,
+    ) -> Result<Outcome, IngestError> {
+        let tx = self.store.begin(&src.tenant).await?;
+        let document_id = documents::upsert_document(&tx, doc, "processing").await?;
+        let job_id = jobs::create(&tx, document_id, &doc.content_sha256, model, chunks).await?;
+        tx.commit().await?;
+        tracing::info!(%document_id, job = %job_id, chunks = chunks.len(), workers = self.jobs.workers_for(chunks.len()), "large document staged for its workers");
+        let job = JobRef {
+            tenant: src.tenant.clone(),
+            job_id,
+        };
+        self.start_job(&job, chunks.len()).await?;
+        Ok(Outcome {
+            document_id,
+            title: doc.title.clone(),
+            status: "processing",
+            chunks: chunks.len(),
+            change: if existed {
+                Change::Updated
+            } else {
+                Change::Created
+            },
+            job_id: Some(job_id),
+        })
+    }
+
+    /// The same content is being embedded by a job: report it, and start a worker again if the
+    /// job has made no progress for longer than a lease (its workers died or gave up). `None`
+    /// when there is no running job for this content (it is staged again).
+    async fn resume_job(
+        &self,
+        src: &SourceFile,
+        document_id: Uuid,
+        sha: &str,
+        title: String,
+    ) -> Result<Option<Outcome>, IngestError> {
+        let tx = self.store.begin(&src.tenant).await?;
+        let job = jobs::latest_for_document(&tx, document_id).await?;
+        tx.commit().await?;
+        let Some(job) = job.filter(|j| j.status == "running" && j.content_sha256 == sha) else {
+            return Ok(None);
+        };
+        let idle = chrono::Utc::now() - job.updated_at;
+        if idle.to_std().unwrap_or_default() > self.jobs.lease {
+            tracing::warn!(job = %job.id, idle_seconds = idle.num_seconds(), "ingestion job stalled; starting a worker again");
+            let r = JobRef {
+                tenant: src.tenant.clone(),
+                job_id: job.id,
+            };
+            self.start_job(&r, (job.total - job.embedded).max(1) as usize)
+                .await?;
+        }
+        Ok(Some(Outcome {
+            document_id,
+            title,
+            status: "processing",
+            chunks: job.total.max(0) as usize,
+            change: Change::Unchanged,
+            job_id: Some(job.id),
+        }))
     }
 
     /// Marks the document failed with `reason` (previous chunks, if any, are kept).

@@ -4,6 +4,7 @@
 
 pub mod chunking;
 pub mod document;
+pub mod jobs;
 pub mod ports;
 pub mod qa;
 pub mod reembed;
@@ -54,6 +55,10 @@ pub struct Outcome {
     pub status: &'static str,
     pub chunks: usize,
     pub change: Change,
+    /// Set when the document is large enough to be embedded by background workers: `status` is
+    /// then `processing`, and `GET /documents/{id}` shows the job's progress until it is `ready`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<Uuid>,
 }
 
 /// Writes a new version of a document: the row and all of its chunks in ONE transaction (a failure
@@ -81,6 +86,7 @@ pub(crate) async fn write_version(
         } else {
             Change::Created
         },
+        job_id: None,
     })
 }
 

@@ -59,3 +59,21 @@ pub trait Ledger: Send + Sync {
     /// Gives the claim back after a transient failure, so a retry can process it.
     fn release<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), PortError>>;
 }
+
+/// A large document's ingestion job, as workers receive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRef {
+    pub tenant: crate::auth::Tenant,
+    pub job_id: uuid::Uuid,
+}
+
+/// Starts workers for an ingestion job somewhere else than this invocation: on Lambda,
+/// asynchronous invocations of the embed function itself (a worker that nears its deadline
+/// dispatches one more to carry on). Without a dispatcher, workers are tasks of this process.
+pub trait JobDispatcher: Send + Sync {
+    fn dispatch<'a>(
+        &'a self,
+        job: &'a JobRef,
+        workers: usize,
+    ) -> BoxFuture<'a, Result<(), PortError>>;
+}

@@ -116,6 +116,7 @@ pub async fn ingest(
                 status: "ready",
                 chunks: body.question_answer_data.len(),
                 change: Change::Unchanged,
+                job_id: None,
             });
         }
     }

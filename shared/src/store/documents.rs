@@ -32,6 +32,9 @@ pub struct Document {
     pub chunk_count: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The newest background ingestion job of a large document (`GET /documents/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<super::jobs::JobProgress>,
 }
 
 const DOCUMENT_COLUMNS: &str = "id, title, source, source_key, s3_bucket, s3_key, content_sha256, \
@@ -54,6 +57,7 @@ impl Document {
             chunk_count: r.try_get(11)?,
             created_at: r.try_get(12)?,
             updated_at: r.try_get(13)?,
+            job: None,
         })
     }
 }
@@ -190,6 +194,43 @@ pub async fn replace_chunks(
         &[(&document_id, Type::UUID)],
     )
     .await?;
+    let batch = copy_to_staging(tx, document_id, chunks, model).await?;
+    tx.execute(
+        "INSERT INTO chunks (document_id, tenant, ordinal, text, question, answer, metadata, \
+             embedding, embedding_model, token_count)
+         SELECT document_id, tenant, ordinal, text, question, answer, metadata, embedding, \
+             embedding_model, token_count
+         FROM chunk_staging WHERE batch = $1",
+        &[(&batch, Type::UUID)],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM chunk_staging WHERE batch = $1",
+        &[(&batch, Type::UUID)],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE documents SET chunk_count = $2, status = 'ready', failure_reason = NULL, \
+             updated_at = now() WHERE id = $1",
+        &[
+            (&document_id, Type::UUID),
+            (&(chunks.len() as i32), Type::INT4),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Streams `chunks` (ordinals 0..) by binary COPY into `chunk_staging` under a new batch id, which
+/// is returned; the caller moves the rows on and deletes the batch in the same transaction. A
+/// chunk with an empty embedding is staged without one (a large document's chunks before its
+/// workers embed them).
+pub(crate) async fn copy_to_staging(
+    tx: &TenantTx,
+    document_id: Uuid,
+    chunks: &[NewChunk],
+    model: &str,
+) -> Result<Uuid, StoreError> {
     let client = tx.client()?;
     let vector = vector_type(tx).await?;
     let batch = Uuid::new_v4();
@@ -218,7 +259,7 @@ pub async fn replace_chunks(
     for (ordinal, c) in chunks.iter().enumerate() {
         let ordinal = i32::try_from(ordinal)
             .map_err(|_| StoreError::Config("too many chunks in one document".into()))?;
-        let embedding = Vector::from(c.embedding.clone());
+        let embedding = (!c.embedding.is_empty()).then(|| Vector::from(c.embedding.clone()));
         writer
             .as_mut()
             .write(&[
@@ -237,30 +278,7 @@ pub async fn replace_chunks(
             .await?;
     }
     writer.finish().await?;
-    tx.execute(
-        "INSERT INTO chunks (document_id, tenant, ordinal, text, question, answer, metadata, \
-             embedding, embedding_model, token_count)
-         SELECT document_id, tenant, ordinal, text, question, answer, metadata, embedding, \
-             embedding_model, token_count
-         FROM chunk_staging WHERE batch = $1",
-        &[(&batch, Type::UUID)],
-    )
-    .await?;
-    tx.execute(
-        "DELETE FROM chunk_staging WHERE batch = $1",
-        &[(&batch, Type::UUID)],
-    )
-    .await?;
-    tx.execute(
-        "UPDATE documents SET chunk_count = $2, status = 'ready', failure_reason = NULL, \
-             updated_at = now() WHERE id = $1",
-        &[
-            (&document_id, Type::UUID),
-            (&(chunks.len() as i32), Type::INT4),
-        ],
-    )
-    .await?;
-    Ok(())
+    Ok(batch)
 }
 
 /// pgvector's `vector` type (its OID differs per database), for typed parameters and COPY.

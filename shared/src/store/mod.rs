@@ -7,6 +7,7 @@
 mod bootstrap;
 mod compat;
 pub mod documents;
+pub mod jobs;
 mod pool;
 mod tenant;
 
@@ -23,7 +24,8 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("database error: {0}")]
+    /// With the server's message (tokio-postgres' own Display is just "db error").
+    #[error("database error: {}", describe_pg_error(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("migration failed: {0}")]
     Migration(String),
