@@ -371,7 +371,18 @@ async fn ingest(path: &std::path::Path, tenant: Option<&str>) -> Result<(), Stri
         );
         bar.set_message(rel.to_string_lossy().to_string());
         let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let report = put_and_ingest(&state, &key, bytes).await?;
+        let mut report = put_and_ingest(&state, &key, bytes).await?;
+        if let (Some(job), Some(document)) = (report.job_id, report.document_id) {
+            // A large document: its workers (tasks of this process, or Lambda invocations when
+            // INGEST_JOB_FUNCTION is set) embed it; wait for them, showing their progress.
+            let done = wait_for_job(&state, &tenant, document, job, &bar).await?;
+            report.result = if done.status == "done" {
+                "ingested".into()
+            } else {
+                report.reason = done.failure_reason.clone();
+                "failed".into()
+            };
+        }
         let line = match report.result.as_str() {
             "failed" => {
                 failed += 1;
@@ -408,6 +419,46 @@ async fn ingest(path: &std::path::Path, tenant: Option<&str>) -> Result<(), Stri
         return Err(format!("{failed} documents failed"));
     }
     Ok(())
+}
+
+/// Polls a large document's ingestion job until it is no longer running, with a progress bar
+/// of the chunks embedded so far.
+async fn wait_for_job(
+    state: &AppState,
+    tenant: &Tenant,
+    document: uuid::Uuid,
+    job: uuid::Uuid,
+    outer: &indicatif::ProgressBar,
+) -> Result<ragbot::store::jobs::JobProgress, String> {
+    let bar = progress(0, "embedding");
+    if outer.is_hidden() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut last_report = std::time::Instant::now();
+    loop {
+        let tx = state.store.begin(tenant).await.map_err(|e| e.to_string())?;
+        let progress = ragbot::store::jobs::latest_for_document(&tx, document)
+            .await
+            .map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(|e| e.to_string())?;
+        let Some(p) = progress.filter(|p| p.id == job) else {
+            bar.finish_and_clear();
+            return Err(format!(
+                "document {document}: its ingestion job {job} was replaced or deleted"
+            ));
+        };
+        bar.set_length(p.total.max(0) as u64);
+        bar.set_position(p.embedded.max(0) as u64);
+        if bar.is_hidden() && last_report.elapsed() > std::time::Duration::from_secs(30) {
+            eprintln!("embedding: {}/{} chunks", p.embedded, p.total);
+            last_report = std::time::Instant::now();
+        }
+        if p.status != "running" {
+            bar.finish_and_clear();
+            return Ok(p);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 fn collect_files(path: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {

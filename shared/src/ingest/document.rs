@@ -102,7 +102,8 @@ pub struct RecordReport {
     pub bucket: String,
     pub key: String,
     pub tenant: String,
-    /// `ingested`, `unchanged`, `failed`, `removed`, `not_found`, `duplicate`, `skipped`.
+    /// `ingested`, `processing` (a large document: its workers embed it, see `job_id`),
+    /// `unchanged`, `failed`, `removed`, `not_found`, `duplicate`, `skipped`.
     pub result: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document_id: Option<Uuid>,
@@ -110,6 +111,9 @@ pub struct RecordReport {
     pub chunks: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The ingestion job of a large document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<Uuid>,
 }
 
 impl Ingestor {
@@ -401,6 +405,7 @@ impl Ingestor {
             document_id: None,
             chunks: None,
             reason: None,
+            job_id: None,
         };
         if key.ends_with(".metadata.json") || key.ends_with('/') {
             report.reason = Some("metadata sidecars and folders are not documents".into());
@@ -474,6 +479,7 @@ impl Ingestor {
             document_id: None,
             chunks: None,
             reason: None,
+            job_id: None,
         };
         if key.ends_with(".metadata.json") {
             report.reason = Some("metadata sidecars are not documents".into());
@@ -515,12 +521,15 @@ impl Ingestor {
         };
         match self.ingest_file(&src, object.bytes.clone(), None).await {
             Ok(outcome) => {
-                report.result = if outcome.change == Change::Unchanged {
+                report.result = if outcome.job_id.is_some() {
+                    "processing"
+                } else if outcome.change == Change::Unchanged {
                     "unchanged"
                 } else {
                     "ingested"
                 }
                 .into();
+                report.job_id = outcome.job_id;
                 report.document_id = Some(outcome.document_id);
                 report.chunks = Some(outcome.chunks);
                 Ok(())

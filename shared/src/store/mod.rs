@@ -15,6 +15,8 @@ pub use bootstrap::{bootstrap, migrate, with_database, BootstrapSpec, APP_ROLE, 
 pub use compat::{check_embedding_compat, Incompatible};
 pub use pool::{connect_once, Store};
 pub use tenant::{Params, TenantTx};
+/// Parameter types for [`TenantTx`] queries.
+pub use tokio_postgres::types::Type;
 
 use std::time::Duration;
 
