@@ -63,7 +63,7 @@ impl AppState {
         if config.aws.create_local_resources {
             aws.ensure_local_resources().await?;
         }
-        let embedder = embedding::from_config(&config.embedding)?;
+        let embedder = embedding::from_config(&config.embedding).await?;
         if let Some(e) = embedder.as_ref().filter(|_| check_model) {
             match store::check_embedding_compat(&store, e.dimension(), e.model_id()).await {
                 Ok(Ok(())) => {}

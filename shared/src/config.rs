@@ -154,6 +154,8 @@ pub enum EmbeddingProviderKind {
     Local,
     /// An OpenAI-compatible `/embeddings` endpoint (OpenAI, OpenRouter, Ollama, …).
     OpenAi,
+    /// Amazon Bedrock (Titan Text Embeddings v2).
+    Bedrock,
     /// No embedder in this process (the health function).
     None,
 }
@@ -164,8 +166,11 @@ impl FromStr for EmbeddingProviderKind {
         match s.to_ascii_lowercase().as_str() {
             "local" => Ok(EmbeddingProviderKind::Local),
             "openai" => Ok(EmbeddingProviderKind::OpenAi),
+            "bedrock" => Ok(EmbeddingProviderKind::Bedrock),
             "none" => Ok(EmbeddingProviderKind::None),
-            other => Err(format!("'{other}' is not one of local, openai, none")),
+            other => Err(format!(
+                "'{other}' is not one of local, openai, bedrock, none"
+            )),
         }
     }
 }
@@ -179,6 +184,8 @@ pub struct EmbeddingSettings {
     pub model: String,
     /// Settings of the OpenAI-compatible provider (when selected).
     pub openai: Option<crate::embedding::openai::OpenAiSettings>,
+    /// Settings of the Bedrock provider (when selected).
+    pub bedrock: Option<crate::aws::BedrockSettings>,
 }
 
 impl EmbeddingSettings {
@@ -210,9 +217,28 @@ impl EmbeddingSettings {
         } else {
             None
         };
+        let bedrock = if provider == EmbeddingProviderKind::Bedrock {
+            Some(crate::aws::BedrockSettings {
+                region: env
+                    .string("AWS_REGION")
+                    .or_else(|| env.string("AWS_DEFAULT_REGION"))
+                    .unwrap_or_else(|| "us-east-1".to_string()),
+                endpoint: env.string("AWS_ENDPOINT_URL_BEDROCK_RUNTIME"),
+                model: env
+                    .string("EMBEDDING_MODEL")
+                    .unwrap_or_else(|| "amazon.titan-embed-text-v2:0".to_string()),
+                dimension: env.parse_or("EMBEDDING_DIMENSION", 1024)?,
+                concurrency: env.parse_or("EMBEDDING_CONCURRENCY", 8)?,
+                timeout: env.millis_or("EMBEDDING_TIMEOUT_MS", 10_000)?,
+                max_retries: env.parse_or("EMBEDDING_MAX_RETRIES", 4)?,
+            })
+        } else {
+            None
+        };
         Ok(EmbeddingSettings {
             provider,
             openai,
+            bedrock,
             model_dir: env
                 .string("EMBEDDING_MODEL_DIR")
                 .map(PathBuf::from)

@@ -318,3 +318,150 @@ mod openai_compatible {
         assert!(matches!(err, EmbeddingError::Unavailable(_)), "{err}");
     }
 }
+
+/// The Bedrock provider (aws-sdk-bedrockruntime, SigV4-signed `InvokeModel`) against a local
+/// stand-in of the Bedrock runtime endpoint.
+mod bedrock {
+    use std::{
+        sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc, Mutex,
+        },
+        time::Duration,
+    };
+
+    use axum::{extract::State, http::StatusCode, response::IntoResponse};
+    use ragbot::{
+        aws::{BedrockEmbedder, BedrockSettings},
+        embedding::{EmbeddingError, EmbeddingProvider},
+    };
+    use serde_json::{json, Value};
+
+    type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+
+    /// Answers `POST /model/{id}/invoke` with the next scripted error (429 throttling, 400
+    /// validation), then Titan-shaped embeddings: the text's length in the first dimension.
+    async fn server(script: Vec<u16>) -> (String, Arc<AtomicUsize>, Seen) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen: Seen = Arc::default();
+        let state = (calls.clone(), Arc::new(script), seen.clone());
+        let app = axum::Router::new()
+            .route(
+                "/model/{model}/invoke",
+                axum::routing::post(
+                    |State((calls, script, seen)): State<(
+                        Arc<AtomicUsize>,
+                        Arc<Vec<u16>>,
+                        Seen,
+                    )>,
+                     axum::extract::Path(model): axum::extract::Path<String>,
+                     headers: axum::http::HeaderMap,
+                     body: axum::body::Bytes| async move {
+                        let n = calls.fetch_add(1, Ordering::SeqCst);
+                        assert!(
+                            headers
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256")),
+                            "SigV4-signed"
+                        );
+                        if let Some(code) = script.get(n) {
+                            let kind = if *code == 429 {
+                                "ThrottlingException"
+                            } else {
+                                "ValidationException"
+                            };
+                            return (
+                                StatusCode::from_u16(*code).unwrap(),
+                                [
+                                    ("x-amzn-errortype", kind),
+                                    ("content-type", "application/json"),
+                                ],
+                                json!({"message": format!("{kind} from the stand-in")}).to_string(),
+                            )
+                                .into_response();
+                        }
+                        let req: Value = serde_json::from_slice(&body).unwrap();
+                        seen.lock().unwrap().push((model, req.clone()));
+                        let dims = req["dimensions"].as_u64().unwrap() as usize;
+                        let len = req["inputText"].as_str().unwrap().chars().count();
+                        let mut v = vec![0.0f32; dims];
+                        v[0] = len as f32;
+                        v[1] = 1.0;
+                        (
+                            [("content-type", "application/json")],
+                            json!({"embedding": v, "inputTextTokenCount": len}).to_string(),
+                        )
+                            .into_response()
+                    },
+                ),
+            )
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        (url, calls, seen)
+    }
+
+    fn settings(url: &str, dimension: usize) -> BedrockSettings {
+        BedrockSettings {
+            region: "us-east-1".into(),
+            endpoint: Some(url.to_string()),
+            model: "amazon.titan-embed-text-v2:0".into(),
+            dimension,
+            concurrency: 4,
+            timeout: Duration::from_secs(2),
+            max_retries: 3,
+        }
+    }
+
+    #[tokio::test]
+    async fn titan_v2_retries_throttling_and_returns_normalised_vectors_in_order() {
+        let (url, calls, seen) = server(vec![429]).await;
+        let e = BedrockEmbedder::new(settings(&url, 256)).await.unwrap();
+        let texts = ["a", "bb", "ccc", "dddd", "eeeee"];
+        let v = e.embed(&texts).await.expect("embeds after a 429");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            6,
+            "5 texts + 1 throttled call"
+        );
+        assert_eq!(v.len(), 5);
+        for (i, vec) in v.iter().enumerate() {
+            let len = (i + 1) as f32;
+            let n = (len * len + 1.0).sqrt();
+            assert_eq!(vec.len(), 256);
+            assert!((vec[0] - len / n).abs() < 1e-6 && (vec[1] - 1.0 / n).abs() < 1e-6);
+        }
+        let seen = seen.lock().unwrap();
+        assert!(seen.iter().all(|(m, r)| m == "amazon.titan-embed-text-v2:0"
+            && r["dimensions"] == 256
+            && r["normalize"] == true));
+        assert_eq!(
+            (e.model_id(), e.dimension()),
+            ("amazon.titan-embed-text-v2:0", 256)
+        );
+    }
+
+    #[tokio::test]
+    async fn titan_v2_validation_errors_fail_at_once_and_bad_dimensions_at_start_up() {
+        let (url, calls, _) = server(vec![400]).await;
+        let e = BedrockEmbedder::new(settings(&url, 512)).await.unwrap();
+        let err = e.embed(&["a"]).await.unwrap_err();
+        assert!(
+            matches!(err, EmbeddingError::Inference(ref m) if m.contains("ValidationException")),
+            "{err}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no retry on 400");
+
+        let err = BedrockEmbedder::new(settings(&url, 384))
+            .await
+            .err()
+            .expect("384 is not a Titan v2 size")
+            .to_string();
+        assert!(err.contains("256, 512 or 1024"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+}

@@ -101,7 +101,14 @@ async fn schema_has_vector_column_and_indexes_and_migrating_again_is_a_no_op() {
         indexes.iter().any(|d| d.contains("(tenant, document_id)")),
         "{indexes:?}"
     );
-    for table in ["documents", "chunks", "conversations", "messages"] {
+    for table in [
+        "documents",
+        "chunks",
+        "conversations",
+        "messages",
+        "ingest_jobs",
+        "ingest_job_chunks",
+    ] {
         let has_tenant: bool = m
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = $1 AND column_name = 'tenant')",
@@ -173,4 +180,65 @@ fn pgvector_literal() -> String {
         .map(|i| format!("{}", (i % 7) as f32 / 7.0))
         .collect();
     format!("[{}]", v.join(","))
+}
+
+#[tokio::test]
+async fn the_vector_size_changes_only_while_the_knowledge_base_is_empty() {
+    let db = TestDb::create(&ragbot_tests::stack_env("RAGBOT_PG_ADMIN_URL")).await;
+    let cfg = DatabaseConfig::for_url(&db.migrator_url, TlsMode::Disable);
+    let m = TestDb::connect(&db.migrator_url).await;
+    let column = |table: &'static str| {
+        let m = &m;
+        async move {
+            m.query_one(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                 WHERE attrelid = $1::text::regclass AND attname = 'embedding'",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+        }
+    };
+    let hnsw = || async {
+        m.query(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'chunks' AND indexdef ILIKE '%hnsw%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+    };
+    let before = hnsw().await;
+    assert_eq!(before.len(), 1);
+
+    assert!(store::set_dimension(&cfg, 1024).await.unwrap());
+    assert_eq!(column("chunks").await, "vector(1024)");
+    assert_eq!(column("chunk_staging").await, "vector(1024)");
+    assert_eq!(hnsw().await, before, "the same index, rebuilt");
+    assert!(!store::set_dimension(&cfg, 1024).await.unwrap(), "no-op");
+    let err = store::set_dimension(&cfg, 4096)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1 to 2000"), "{err}");
+
+    // With a chunk stored, the size stays.
+    m.batch_execute(&format!(
+        "INSERT INTO documents (id, tenant, title, source, source_key, content_sha256, mime)
+             VALUES ('00000000-0000-0000-0000-000000000001', 't', 'd', 'api', 'k', 's', 'text/plain');
+         INSERT INTO chunks (document_id, tenant, ordinal, text, embedding, embedding_model)
+             VALUES ('00000000-0000-0000-0000-000000000001', 't', 0, 'x', '[{}]', 'm');",
+        vec!["0.1"; 1024].join(",")
+    ))
+    .await
+    .unwrap();
+    let err = store::set_dimension(&cfg, 384)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("holds 1 vectors of 1024 dimensions"), "{err}");
+    assert_eq!(column("chunks").await, "vector(1024)");
 }

@@ -205,6 +205,8 @@ async fn large_document(
     if run == JobRun::Continued {
         // The chunks the worker did not reach get mixtures of two real embeddings from the
         // sample (random vectors would be a pathological case for the HNSW inserts of the swap).
+        // As real[]: an unnamed statement returning pgvector's type would make tokio-postgres
+        // look the type up on the same connection mid-response, which never completes.
         let tx = state
             .store
             .begin(&tenant)
@@ -212,13 +214,13 @@ async fn large_document(
             .map_err(|e| e.to_string())?;
         let real: Vec<Vec<f32>> = tx
             .query(
-                "SELECT embedding FROM ingest_job_chunks WHERE job_id = $1 AND embedding IS NOT NULL LIMIT 2000",
+                "SELECT embedding::real[] FROM ingest_job_chunks WHERE job_id = $1 AND embedding IS NOT NULL LIMIT 2000",
                 &[(&job.job_id, ragbot::store::Type::UUID)],
             )
             .await
             .map_err(|e| e.to_string())?
             .iter()
-            .map(|r| r.try_get::<_, pgvector::Vector>(0).map(|v| v.to_vec()))
+            .map(|r| r.try_get::<_, Vec<f32>>(0))
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         let todo: Vec<i32> = tx

@@ -33,6 +33,10 @@ enum Command {
         url: String,
         #[arg(long, env = "DATABASE_TLS", default_value = "disable")]
         tls: String,
+        /// Then size the stored vectors for a model of this many dimensions (e.g. 1024 for
+        /// Titan v2 on Bedrock); only while the knowledge base is empty.
+        #[arg(long)]
+        dimension: Option<usize>,
     },
     /// Mint a development token signed with the configured JWT_SECRET (prints it on stdout).
     Token {
@@ -189,14 +193,27 @@ async fn run(command: Command) -> Result<(), String> {
             println!("{token}");
             Ok(())
         }
-        Command::Migrate { url, tls } => {
-            let applied = store::migrate(&DatabaseConfig::for_url(url, parse_tls(&tls)?))
-                .await
-                .map_err(|e| e.to_string())?;
+        Command::Migrate {
+            url,
+            tls,
+            dimension,
+        } => {
+            let cfg = DatabaseConfig::for_url(url, parse_tls(&tls)?);
+            let applied = store::migrate(&cfg).await.map_err(|e| e.to_string())?;
             if applied.is_empty() {
                 eprintln!("migrate: schema is up to date");
             } else {
                 eprintln!("migrate: applied {applied:?}");
+            }
+            if let Some(d) = dimension {
+                if store::set_dimension(&cfg, d)
+                    .await
+                    .map_err(|e| format!("migrate: {e}"))?
+                {
+                    eprintln!("migrate: stored vectors now have {d} dimensions");
+                } else {
+                    eprintln!("migrate: stored vectors already have {d} dimensions");
+                }
             }
             Ok(())
         }
@@ -235,6 +252,7 @@ async fn embed_stdin() -> Result<(), String> {
     use std::io::{BufRead, Write};
     let settings = EmbeddingSettings::from_env().map_err(|e| e.to_string())?;
     let embedder = embedding::from_config(&settings)
+        .await
         .map_err(|e| e.to_string())?
         .ok_or("EMBEDDING_PROVIDER=none: nothing to embed with")?;
     let stdin = std::io::stdin().lock();

@@ -3,11 +3,13 @@
 //! Clients are built once per process from aws-config (credentials from the environment / the
 //! Lambda role), with endpoint overrides for the local stack.
 
+mod bedrock;
 mod invoke;
 pub mod notify_local;
 mod objects;
 mod ratelimit;
 
+pub use bedrock::{BedrockEmbedder, BedrockSettings, TITAN_V2_DIMENSIONS};
 pub use invoke::{job_event, LambdaDispatcher, INGEST_JOB_ACTION};
 pub use objects::{DynamoLedger, S3Objects, LEDGER_LEASE};
 pub use ratelimit::DynamoRateLimiter;

@@ -3,6 +3,7 @@
 //! - [`local::LocalEmbedder`]: all-MiniLM-L6-v2 in-process (tokenizers + [`bert`], on candle's
 //!   safetensors loader and gemm kernel), the default.
 //! - [`openai::OpenAiEmbedder`]: any OpenAI-compatible `/embeddings` endpoint.
+//! - [`crate::aws::BedrockEmbedder`]: Amazon Bedrock, Titan Text Embeddings v2.
 //!
 //! The provider is built once per process (cold start) and shared by every invocation.
 
@@ -48,7 +49,9 @@ pub trait EmbeddingProvider: Send + Sync {
 pub type SharedEmbedder = Arc<dyn EmbeddingProvider>;
 
 /// The configured provider, built once at cold start (`None` when the process embeds nothing).
-pub fn from_config(cfg: &EmbeddingSettings) -> Result<Option<SharedEmbedder>, EmbeddingError> {
+pub async fn from_config(
+    cfg: &EmbeddingSettings,
+) -> Result<Option<SharedEmbedder>, EmbeddingError> {
     match cfg.provider {
         EmbeddingProviderKind::None => Ok(None),
         EmbeddingProviderKind::Local => Ok(Some(Arc::new(LocalEmbedder::load(
@@ -60,6 +63,12 @@ pub fn from_config(cfg: &EmbeddingSettings) -> Result<Option<SharedEmbedder>, Em
                 EmbeddingError::Config("EMBEDDING_PROVIDER=openai needs its settings".into())
             })?;
             Ok(Some(Arc::new(openai::OpenAiEmbedder::new(s)?)))
+        }
+        EmbeddingProviderKind::Bedrock => {
+            let s = cfg.bedrock.clone().ok_or_else(|| {
+                EmbeddingError::Config("EMBEDDING_PROVIDER=bedrock needs its settings".into())
+            })?;
+            Ok(Some(Arc::new(crate::aws::BedrockEmbedder::new(s).await?)))
         }
     }
 }

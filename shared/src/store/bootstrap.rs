@@ -113,6 +113,66 @@ pub async fn migrate(migrator: &DatabaseConfig) -> Result<Vec<i32>, StoreError> 
         .collect())
 }
 
+/// Sets the size of stored vectors (`chunks.embedding`, `chunk_staging.embedding`) for an
+/// embedding model of another dimension (e.g. Titan v2's 256/512/1024), rebuilding the HNSW index
+/// as defined. Only while no chunk is stored: vectors of one size cannot become another without
+/// re-embedding. Returns whether anything changed.
+pub async fn set_dimension(
+    migrator: &DatabaseConfig,
+    dimension: usize,
+) -> Result<bool, StoreError> {
+    if !(1..=2000).contains(&dimension) {
+        return Err(StoreError::Config(format!(
+            "{dimension} dimensions: pgvector's HNSW index takes 1 to 2000"
+        )));
+    }
+    let mut client = connect_once(migrator).await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute("LOCK TABLE chunks IN ACCESS EXCLUSIVE MODE")
+        .await?;
+    let current: i32 = tx
+        .query_one(
+            "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if current == dimension as i32 {
+        return Ok(false);
+    }
+    let stored: i64 = tx
+        .query_one("SELECT count(*) FROM chunks", &[])
+        .await?
+        .try_get(0)?;
+    if stored > 0 {
+        return Err(StoreError::Config(format!(
+            "chunks.embedding holds {stored} vectors of {current} dimensions; a new dimension needs an empty knowledge base (delete its documents first, or ingest into a new deployment)"
+        )));
+    }
+    let indexes = tx
+        .query(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks' AND indexdef ILIKE '%USING hnsw%'",
+            &[],
+        )
+        .await?;
+    for r in &indexes {
+        let name: String = r.try_get(0)?;
+        tx.batch_execute(&format!("DROP INDEX \"{}\"", name.replace('"', "")))
+            .await?;
+    }
+    tx.batch_execute(&format!(
+        "ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dimension});
+         ALTER TABLE chunk_staging ALTER COLUMN embedding TYPE vector({dimension});"
+    ))
+    .await?;
+    for r in &indexes {
+        let def: String = r.try_get(1)?;
+        tx.batch_execute(&def).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// Replaces the database name of a connection string (URL or key=value form).
 pub fn with_database(url: &str, database: &str) -> String {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {

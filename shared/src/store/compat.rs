@@ -4,7 +4,7 @@ use super::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Incompatible {
-    #[error("the embedder gives {provider} dimensions but chunks.embedding is vector({column}); use a {column}-dimension model or migrate the column")]
+    #[error("the embedder gives {provider} dimensions but chunks.embedding is vector({column}); use a {column}-dimension model, or on an empty knowledge base run `ragbot migrate --dimension {provider}`")]
     Dimension { provider: usize, column: usize },
     #[error("chunks are embedded with '{stored}' but the configured model is '{configured}'; run `ragbot reembed` or configure '{stored}'")]
     Model { stored: String, configured: String },

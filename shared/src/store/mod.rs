@@ -11,7 +11,9 @@ pub mod jobs;
 mod pool;
 mod tenant;
 
-pub use bootstrap::{bootstrap, migrate, with_database, BootstrapSpec, APP_ROLE, MIGRATOR_ROLE};
+pub use bootstrap::{
+    bootstrap, migrate, set_dimension, with_database, BootstrapSpec, APP_ROLE, MIGRATOR_ROLE,
+};
 pub use compat::{check_embedding_compat, Incompatible};
 pub use pool::{connect_once, Store};
 pub use tenant::{Params, TenantTx};
