@@ -563,6 +563,8 @@ impl Config {
                     reserve: Duration::from_secs(
                         env.parse_or("INGEST_JOB_RESERVE_SECONDS", d.reserve.as_secs())?,
                     ),
+                    swap_rows_per_second: env
+                        .parse_or("INGEST_JOB_SWAP_ROWS_PER_SECOND", d.swap_rows_per_second)?,
                 }
             },
             job_function: env

@@ -30,8 +30,11 @@ pub struct JobSettings {
     /// How long a claimed batch stays a worker's before another may take it.
     pub lease: Duration,
     /// A worker stops claiming when less than this is left before its deadline (time for one
-    /// more batch and for the final swap), and hands over to a new worker.
+    /// more batch), and hands over to a new worker.
     pub reserve: Duration,
+    /// Rows per second the final swap moves into `chunks` (HNSW inserts), to judge whether it
+    /// fits in what is left of an invocation; when not, a fresh invocation does it.
+    pub swap_rows_per_second: f64,
 }
 
 impl Default for JobSettings {
@@ -42,6 +45,7 @@ impl Default for JobSettings {
             chunks_per_worker: 1000,
             lease: Duration::from_secs(120),
             reserve: Duration::from_secs(90),
+            swap_rows_per_second: 150.0,
         }
     }
 }
@@ -118,12 +122,12 @@ impl Ingestor {
     ) -> Result<JobRun, IngestError> {
         let embedder = self.embedder.clone().ok_or(IngestError::NoEmbedder)?;
         let tx = self.store.begin(&job.tenant).await?;
-        match jobs::running_model(&tx, job.job_id).await? {
+        let total = match jobs::running(&tx, job.job_id).await? {
             None => {
                 tx.commit().await?;
                 return Ok(JobRun::Gone);
             }
-            Some(model) if model != embedder.model_id() => {
+            Some((model, _)) if model != embedder.model_id() => {
                 let reason = format!(
                     "the document was staged for embedding model {model}, but this function embeds with {}; ingest it again",
                     embedder.model_id()
@@ -133,14 +137,22 @@ impl Ingestor {
                 tx.commit().await?;
                 return Ok(JobRun::Gone);
             }
-            Some(_) => tx.commit().await?,
-        }
+            Some((_, total)) => {
+                tx.commit().await?;
+                total
+            }
+        };
+        // The swap inserts every chunk into the HNSW index in one transaction: it must fit in
+        // what is left of the invocation.
+        let swap_time =
+            Duration::from_secs_f64(total.max(0) as f64 / self.jobs.swap_rows_per_second.max(1.0));
 
         let batch = self.embed_batch.max(1) as i64;
         let mut idle = Duration::from_millis(100);
         // Every run does at least one step (a batch, or a wait) before handing over, so a short
         // deadline still makes progress instead of passing the job on forever.
         let mut stepped = false;
+        let mut embedded_here = false;
         loop {
             if let Some(d) = deadline.filter(|_| stepped) {
                 if d.saturating_duration_since(Instant::now()) < self.jobs.reserve {
@@ -163,8 +175,20 @@ impl Ingestor {
                 Claimed::Batch(rows) => {
                     idle = Duration::from_millis(100);
                     self.embed_claimed(&embedder, job, rows).await?;
+                    embedded_here = true;
                 }
                 Claimed::Complete => {
+                    // A worker that spent its time embedding hands the swap to a fresh
+                    // invocation when it may not finish it; a fresh one always tries.
+                    if let Some(d) = deadline.filter(|_| embedded_here) {
+                        if d.saturating_duration_since(Instant::now())
+                            < self.jobs.reserve + swap_time
+                        {
+                            self.dispatch_workers(job, 1).await?;
+                            tracing::info!(job = %job.job_id, estimate_s = swap_time.as_secs(), "ingestion worker handed the final swap to a fresh invocation");
+                            return Ok(JobRun::Continued);
+                        }
+                    }
                     let tx = self.store.begin(&job.tenant).await?;
                     let finished = jobs::finish(&tx, job.job_id).await?;
                     tx.commit().await?;

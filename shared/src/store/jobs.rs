@@ -127,18 +127,15 @@ pub async fn latest_for_document(
     .transpose()
 }
 
-/// The job's embedding model, while it runs.
-pub async fn running_model(tx: &TenantTx, job: Uuid) -> Result<Option<String>, StoreError> {
+/// The job's embedding model and chunk count, while it runs.
+pub async fn running(tx: &TenantTx, job: Uuid) -> Result<Option<(String, i32)>, StoreError> {
     let row = tx
         .query_opt(
-            "SELECT embedding_model FROM ingest_jobs WHERE id = $1 AND status = 'running'",
+            "SELECT embedding_model, total FROM ingest_jobs WHERE id = $1 AND status = 'running'",
             &[(&job, Type::UUID)],
         )
         .await?;
-    Ok(match row {
-        Some(r) => Some(r.try_get(0)?),
-        None => None,
-    })
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
 }
 
 /// Leases up to `limit` chunks that have no embedding and no live lease (another worker's rows
@@ -149,7 +146,7 @@ pub async fn claim(
     limit: i64,
     lease: Duration,
 ) -> Result<Claimed, StoreError> {
-    if running_model(tx, job).await?.is_none() {
+    if running(tx, job).await?.is_none() {
         return Ok(Claimed::Gone);
     }
     let lease_seconds = lease.as_secs_f64();
