@@ -113,10 +113,7 @@ impl BedrockEmbedder {
             )));
         }
         let mut v = parsed.embedding;
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            v.iter_mut().for_each(|x| *x /= norm);
-        }
+        crate::embedding::l2_normalize(&mut v);
         Ok(v)
     }
 }

@@ -73,6 +73,15 @@ pub async fn from_config(
     }
 }
 
+/// Scales `v` to unit length (left as is when it is all zeros): remote providers' vectors are
+/// normalised again so cosine and inner product agree whatever the provider does.
+pub fn l2_normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
 /// Cosine similarity of two vectors (1.0 for identical directions).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let (mut dot, mut na, mut nb) = (0f32, 0f32, 0f32);

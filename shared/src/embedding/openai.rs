@@ -142,10 +142,7 @@ impl OpenAiEmbedder {
             }
             if let Some(slot) = out.get_mut(item.index) {
                 let mut v = item.embedding;
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-                if norm > 0.0 {
-                    v.iter_mut().for_each(|x| *x /= norm);
-                }
+                super::l2_normalize(&mut v);
                 *slot = Some(v);
             }
         }
