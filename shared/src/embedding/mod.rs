@@ -73,6 +73,17 @@ pub async fn from_config(
     }
 }
 
+/// A provider must give one vector per text; anything else is an inference failure.
+pub fn check_count(texts: usize, vectors: usize) -> Result<(), EmbeddingError> {
+    if texts == vectors {
+        Ok(())
+    } else {
+        Err(EmbeddingError::Inference(format!(
+            "{texts} texts gave {vectors} vectors"
+        )))
+    }
+}
+
 /// Scales `v` to unit length (left as is when it is all zeros): remote providers' vectors are
 /// normalised again so cosine and inner product agree whatever the provider does.
 pub fn l2_normalize(v: &mut [f32]) {

@@ -250,15 +250,7 @@ impl Ingestor {
                 .map(|c| c.question.as_deref().unwrap_or(&c.text))
                 .collect();
             let vectors = embedder.embed(&texts).await?;
-            if vectors.len() != batch.len() {
-                return Err(IngestError::Embedding(
-                    crate::embedding::EmbeddingError::Inference(format!(
-                        "{} texts gave {} vectors",
-                        batch.len(),
-                        vectors.len()
-                    )),
-                ));
-            }
+            crate::embedding::check_count(batch.len(), vectors.len())?;
             for (c, v) in batch.iter_mut().zip(vectors) {
                 c.embedding = v;
             }

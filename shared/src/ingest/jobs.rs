@@ -215,26 +215,17 @@ impl Ingestor {
         rows: Vec<(i32, String)>,
     ) -> Result<(), IngestError> {
         let texts: Vec<&str> = rows.iter().map(|(_, t)| t.as_str()).collect();
-        let stored = match embedder.embed(&texts).await {
-            Ok(vectors) if vectors.len() == rows.len() => {
-                let embedded: Vec<(i32, Vec<f32>)> =
-                    rows.iter().map(|(o, _)| *o).zip(vectors).collect();
-                let store = async {
-                    let tx = self.store.begin(&job.tenant).await?;
-                    jobs::store_embeddings(&tx, job.job_id, &embedded).await?;
-                    tx.commit().await
-                };
-                store.await.map_err(IngestError::from)
-            }
-            Ok(vectors) => Err(IngestError::Embedding(
-                crate::embedding::EmbeddingError::Inference(format!(
-                    "{} texts gave {} vectors",
-                    rows.len(),
-                    vectors.len()
-                )),
-            )),
-            Err(e) => Err(e.into()),
-        };
+        let stored = async {
+            let vectors = embedder.embed(&texts).await?;
+            crate::embedding::check_count(rows.len(), vectors.len())?;
+            let embedded: Vec<(i32, Vec<f32>)> =
+                rows.iter().map(|(o, _)| *o).zip(vectors).collect();
+            let tx = self.store.begin(&job.tenant).await?;
+            jobs::store_embeddings(&tx, job.job_id, &embedded).await?;
+            tx.commit().await?;
+            Ok::<(), IngestError>(())
+        }
+        .await;
         if stored.is_err() {
             // Give the batch back now rather than when the lease runs out.
             let ordinals: Vec<i32> = rows.iter().map(|(o, _)| *o).collect();
@@ -251,8 +242,7 @@ impl Ingestor {
     }
 }
 
-/// The dispatcher for this process: Lambda self-invocation when running in (or configured for)
-/// Lambda, else none (in-process workers).
+/// A dispatcher shared by every invocation of the process (`Ingestor::dispatcher`).
 pub type SharedDispatcher = std::sync::Arc<dyn JobDispatcher>;
 
 #[cfg(test)]

@@ -146,9 +146,6 @@ pub async fn claim(
     limit: i64,
     lease: Duration,
 ) -> Result<Claimed, StoreError> {
-    if running(tx, job).await?.is_none() {
-        return Ok(Claimed::Gone);
-    }
     let lease_seconds = lease.as_secs_f64();
     let rows = tx
         .query(
@@ -158,6 +155,7 @@ pub async fn claim(
                      AND (lease_until IS NULL OR lease_until < now())
                    ORDER BY ordinal LIMIT $2 FOR UPDATE SKIP LOCKED) todo
              WHERE c.job_id = $1 AND c.ordinal = todo.ordinal
+               AND EXISTS (SELECT 1 FROM ingest_jobs WHERE id = $1 AND status = 'running')
              RETURNING c.ordinal, coalesce(c.question, c.text)",
             &[
                 (&job, Type::UUID),
@@ -174,15 +172,18 @@ pub async fn claim(
         batch.sort_by_key(|(ordinal, _)| *ordinal);
         return Ok(Claimed::Batch(batch));
     }
-    let remaining: i64 = tx
+    // Nothing claimable: the job ended, or the rest is leased or done (one round trip).
+    let Some(row) = tx
         .query_opt(
-            "SELECT count(*) FROM ingest_job_chunks WHERE job_id = $1 AND embedding IS NULL",
+            "SELECT (SELECT count(*) FROM ingest_job_chunks WHERE job_id = $1 AND embedding IS NULL)
+             FROM ingest_jobs WHERE id = $1 AND status = 'running'",
             &[(&job, Type::UUID)],
         )
         .await?
-        .map(|r| r.try_get(0))
-        .transpose()?
-        .unwrap_or(0);
+    else {
+        return Ok(Claimed::Gone);
+    };
+    let remaining: i64 = row.try_get(0)?;
     Ok(if remaining == 0 {
         Claimed::Complete
     } else {
@@ -359,7 +360,7 @@ mod tests {
         let back: Vec<f32> = text
             .trim_matches(['[', ']'])
             .split(',')
-            .map(|x| x.parse().unwrap())
+            .map(|x| x.parse().unwrap()) // allow-unwrap: test of a literal it just wrote
             .collect();
         assert_eq!(back, v);
     }
