@@ -77,6 +77,20 @@ async fn schema_has_vector_column_and_indexes_and_migrating_again_is_a_no_op() {
         .unwrap()
         .get(0);
     assert_eq!(ty, "vector(384)");
+    // Vectors and tsvectors stay in the heap row (V8): exact distances and keyword ranking need
+    // no TOAST lookups.
+    for column in ["embedding", "tsv"] {
+        let storage: i8 = m
+            .query_one(
+                "SELECT attstorage FROM pg_attribute
+                 WHERE attrelid = 'chunks'::regclass AND attname = $1",
+                &[&column],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(storage as u8, b'm', "chunks.{column} has STORAGE MAIN");
+    }
     let indexes: Vec<String> = m
         .query(
             "SELECT indexdef FROM pg_indexes WHERE tablename = 'chunks'",
@@ -235,6 +249,17 @@ async fn the_vector_size_changes_only_while_the_knowledge_base_is_empty() {
     ))
     .await
     .unwrap();
+    // The type change kept STORAGE MAIN: the 4 kB vector is in the row, not in the TOAST table
+    // (EXTERNAL, pgvector's default, moves it out of any row over 2 kB).
+    let toast: i64 = m
+        .query_one(
+            "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = 'chunks'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(toast, 0, "the vector was stored out of line");
     let err = store::set_dimension(&cfg, 384)
         .await
         .unwrap_err()

@@ -162,6 +162,7 @@ pub async fn set_dimension(
     }
     tx.batch_execute(&format!(
         "ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dimension});
+         ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE MAIN;
          ALTER TABLE chunk_staging ALTER COLUMN embedding TYPE vector({dimension});"
     ))
     .await?;
