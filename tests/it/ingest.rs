@@ -619,6 +619,11 @@ async fn every_sample_event_is_handled() {
         }
         let event: Value = serde_json::from_str(&raw).unwrap();
         let out = deliver(&app, event).await;
+        if name == "ingest-job.json" {
+            // A worker's self-invocation; this job does not exist, so the worker stops at once.
+            assert_eq!(out["result"], "Gone", "{name}: {out}");
+            continue;
+        }
         if name.starts_with("s3-") {
             let result = out["records"][0]["result"].as_str().unwrap_or_default();
             assert!(["not_found", "ingested"].contains(&result), "{name}: {out}");
@@ -632,6 +637,9 @@ async fn every_sample_event_is_handled() {
                 (200..500).contains(&status) && status != 401,
                 "{name}: {out}"
             );
+            if name == "retrieve.json" {
+                assert_eq!(status, 200, "{name}: {out}");
+            }
         }
     }
 }
