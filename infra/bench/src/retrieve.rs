@@ -158,79 +158,79 @@ pub fn run() -> Result<(), String> {
             if reuse {
                 eprintln!("  reusing the {n} chunks of tenant {} (BENCH_REUSE_DATA=1)", tenant.as_str());
             } else {
-            owner
-                .execute("DELETE FROM documents WHERE tenant = $1", &[&tenant.as_str()])
-                .await
-                .map_err(describe)?;
-            owner
-                .batch_execute("DROP INDEX IF EXISTS chunks_embedding_hnsw_idx")
-                .await
-                .map_err(describe)?;
-            // Load: documents of 1000 chunks, binary COPY.
-            let mut rng = Lcg(n as u64);
-            let t = Instant::now();
-            for d in 0..n / 1000 {
-                let chunks: Vec<NewChunk> = (0..1000)
-                    .map(|i| {
-                        let a = &pool[rng.next_usize(pool.len())];
-                        let b = &pool[rng.next_usize(pool.len())];
-                        let mut v: Vec<f32> = a
-                            .iter()
-                            .zip(b)
-                            .map(|(x, y)| x + 0.5 * y + 0.02 * rng.next_f32())
-                            .collect();
-                        normalise(&mut v);
-                        NewChunk {
-                            text: pool_texts[(d * 1000 + i) % pool_texts.len()].clone(),
-                            question: None,
-                            answer: None,
-                            metadata: json!({"n": d * 1000 + i}),
-                            embedding: v,
-                            token_count: Some(180),
-                        }
-                    })
-                    .collect();
-                let doc = NewDocument {
-                    title: format!("bench document {d}"),
-                    source: "api",
-                    source_key: format!("bench:{n}:{d}"),
-                    s3_bucket: None,
-                    s3_key: None,
-                    s3_version: None,
-                    content_sha256: "bench".into(),
-                    mime: "text/plain".into(),
-                    metadata: json!({}),
-                };
-                let tx = state.store.begin(&tenant).await.map_err(describe)?;
-                let id = documents::upsert_document(&tx, &doc, "processing").await.map_err(describe)?;
-                documents::replace_chunks(&tx, id, &chunks, embedder.model_id()).await.map_err(describe)?;
-                tx.commit().await.map_err(describe)?;
-            }
-            load_s = t.elapsed().as_secs_f64();
-
-            let t = Instant::now();
-            owner
-                .batch_execute(&format!("SET maintenance_work_mem = '512MB'; {index_def};"))
-                .await
-                .map_err(describe)?;
-            index_s = t.elapsed().as_secs_f64();
-            // VACUUM cannot share a (implicit) transaction with other statements.
-            owner
-                .batch_execute("VACUUM ANALYZE chunks")
-                .await
-                .map_err(describe)?;
-            // The load left ~0.6 GB of dirty pages: flush them now, so the warm measurement
-            // below is not sharing 2 cores and the disk with the checkpointer writing them.
-            if let Ok(admin_url) = std::env::var("RAGBOT_PG_ADMIN_URL") {
-                let t = Instant::now();
-                connect_once(&DatabaseConfig::for_url(admin_url, TlsMode::Disable))
-                    .await
-                    .map_err(describe)?
-                    .batch_execute("CHECKPOINT")
+                owner
+                    .execute("DELETE FROM documents WHERE tenant = $1", &[&tenant.as_str()])
                     .await
                     .map_err(describe)?;
-                eprintln!("  checkpoint after the load: {:.1} s", t.elapsed().as_secs_f64());
-            }
+                owner
+                    .batch_execute("DROP INDEX IF EXISTS chunks_embedding_hnsw_idx")
+                    .await
+                    .map_err(describe)?;
+                // Load: documents of 1000 chunks, binary COPY.
+                let mut rng = Lcg(n as u64);
+                let t = Instant::now();
+                for d in 0..n / 1000 {
+                    let chunks: Vec<NewChunk> = (0..1000)
+                        .map(|i| {
+                            let a = &pool[rng.next_usize(pool.len())];
+                            let b = &pool[rng.next_usize(pool.len())];
+                            let mut v: Vec<f32> = a
+                                .iter()
+                                .zip(b)
+                                .map(|(x, y)| x + 0.5 * y + 0.02 * rng.next_f32())
+                                .collect();
+                            normalise(&mut v);
+                            NewChunk {
+                                text: pool_texts[(d * 1000 + i) % pool_texts.len()].clone(),
+                                question: None,
+                                answer: None,
+                                metadata: json!({"n": d * 1000 + i}),
+                                embedding: v,
+                                token_count: Some(180),
+                            }
+                        })
+                        .collect();
+                    let doc = NewDocument {
+                        title: format!("bench document {d}"),
+                        source: "api",
+                        source_key: format!("bench:{n}:{d}"),
+                        s3_bucket: None,
+                        s3_key: None,
+                        s3_version: None,
+                        content_sha256: "bench".into(),
+                        mime: "text/plain".into(),
+                        metadata: json!({}),
+                    };
+                    let tx = state.store.begin(&tenant).await.map_err(describe)?;
+                    let id = documents::upsert_document(&tx, &doc, "processing").await.map_err(describe)?;
+                    documents::replace_chunks(&tx, id, &chunks, embedder.model_id()).await.map_err(describe)?;
+                    tx.commit().await.map_err(describe)?;
+                }
+                load_s = t.elapsed().as_secs_f64();
+
+                let t = Instant::now();
+                owner
+                    .batch_execute(&format!("SET maintenance_work_mem = '512MB'; {index_def};"))
+                    .await
+                    .map_err(describe)?;
+                index_s = t.elapsed().as_secs_f64();
+                // VACUUM cannot share a (implicit) transaction with other statements.
+                owner
+                    .batch_execute("VACUUM ANALYZE chunks")
+                    .await
+                    .map_err(describe)?;
+                // The load left ~0.6 GB of dirty pages: flush them now, so the warm measurement
+                // below is not sharing 2 cores and the disk with the checkpointer writing them.
+                if let Ok(admin_url) = std::env::var("RAGBOT_PG_ADMIN_URL") {
+                    let t = Instant::now();
+                    connect_once(&DatabaseConfig::for_url(admin_url, TlsMode::Disable))
+                        .await
+                        .map_err(describe)?
+                        .batch_execute("CHECKPOINT")
+                        .await
+                        .map_err(describe)?;
+                    eprintln!("  checkpoint after the load: {:.1} s", t.elapsed().as_secs_f64());
+                }
             }
 
             // Warm latency through the /retrieve code path (query embedding included).
