@@ -13,14 +13,14 @@ use ragbot::{
         seed,
     },
     store::{
-        documents::{self, NewChunk, NewDocument},
+        documents::{self, NewChunk},
         jobs,
     },
     AppState, BoxFuture, Config,
 };
 use serde_json::json;
 
-use crate::{peak_rss_mb, round};
+use crate::{bench_document, peak_rss_mb, round};
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
@@ -80,17 +80,7 @@ pub fn run() -> Result<(), String> {
                 token_count: Some(180),
             })
             .collect();
-        let doc = NewDocument {
-            title: "copy bench".into(),
-            source: "api",
-            source_key: "bench:copy".into(),
-            s3_bucket: None,
-            s3_key: None,
-            s3_version: None,
-            content_sha256: "bench".into(),
-            mime: "text/plain".into(),
-            metadata: json!({}),
-        };
+        let doc = bench_document("copy bench".into(), "bench:copy".into());
         let t = Instant::now();
         let tx = state.store.begin(&tenant).await.map_err(|e| e.to_string())?;
         let id = documents::upsert_document(&tx, &doc, "processing").await.map_err(|e| e.to_string())?;

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ragbot::embedding::LocalEmbedder;
+use ragbot::{embedding::LocalEmbedder, store::documents::NewDocument};
 
 mod ingest;
 mod retrieve;
@@ -232,4 +232,19 @@ pub(crate) fn peak_rss_mb() -> f64 {
         })
         .map(|kb| round(kb / 1024.0))
         .unwrap_or(0.0)
+}
+
+/// A plain-text API document for the bench loads.
+pub(crate) fn bench_document(title: String, source_key: String) -> NewDocument {
+    NewDocument {
+        title,
+        source: "api",
+        source_key,
+        s3_bucket: None,
+        s3_key: None,
+        s3_version: None,
+        content_sha256: "bench".into(),
+        mime: "text/plain".into(),
+        metadata: serde_json::json!({}),
+    }
 }

@@ -15,12 +15,12 @@ use ragbot::{
     retrieval::{self, Mode, RetrieveRequest},
     store::{
         connect_once,
-        documents::{self, NewChunk, NewDocument},
+        documents::{self, NewChunk},
     },
 };
 use serde_json::json;
 
-use crate::{ms, pct, round};
+use crate::{bench_document, ms, pct, round};
 
 /// 40 queries, so recall@10 is averaged over 400 neighbours: with 20, three runs at ef_search
 /// 200 read 0.95, 0.97 and 0.985 (each run builds a new graph).
@@ -212,17 +212,7 @@ pub fn run() -> Result<(), String> {
                             }
                         })
                         .collect();
-                    let doc = NewDocument {
-                        title: format!("bench document {d}"),
-                        source: "api",
-                        source_key: format!("bench:{n}:{d}"),
-                        s3_bucket: None,
-                        s3_key: None,
-                        s3_version: None,
-                        content_sha256: "bench".into(),
-                        mime: "text/plain".into(),
-                        metadata: json!({}),
-                    };
+                    let doc = bench_document(format!("bench document {d}"), format!("bench:{n}:{d}"));
                     let tx = state.store.begin(&tenant).await.map_err(describe)?;
                     let id = documents::upsert_document(&tx, &doc, "processing").await.map_err(describe)?;
                     documents::replace_chunks(&tx, id, &chunks, embedder.model_id()).await.map_err(describe)?;
