@@ -2,6 +2,8 @@
 //! roles, database, extension and privileges (`store::bootstrap`), then the migrations as the
 //! migrator role. Passwords come from Secrets Manager through the function's environment.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 
 use crate::{
@@ -85,20 +87,30 @@ pub fn custom_resource_response(event: &Value, outcome: &Result<Vec<i32>, String
     }
 }
 
+/// Time kept back from the invocation's deadline to answer CloudFormation. An unanswered custom
+/// resource holds the stack in progress for up to an hour.
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(15);
+
 /// Handles one custom-resource event: Create/Update run the set-up, Delete keeps the data.
-pub async fn handle_custom_resource(event: &Value) -> Result<Value, String> {
-    handle_custom_resource_with(event, MigrateSettings::from_env()).await
+/// `deadline` is the invocation's (none locally): set-up still running [`ANSWER_MARGIN`] before it
+/// is abandoned, so its transaction rolls back, and answered FAILED.
+pub async fn handle_custom_resource(
+    event: &Value,
+    deadline: Option<Instant>,
+) -> Result<Value, String> {
+    handle_custom_resource_with(event, MigrateSettings::from_env(), deadline).await
 }
 
 /// [`handle_custom_resource`] with the settings given.
 pub async fn handle_custom_resource_with(
     event: &Value,
     settings: Result<MigrateSettings, String>,
+    deadline: Option<Instant>,
 ) -> Result<Value, String> {
     let outcome = match event.get("RequestType").and_then(Value::as_str) {
         Some("Delete") => Ok(Vec::new()),
         _ => match settings {
-            Ok(s) => bootstrap_and_migrate(&s).await,
+            Ok(s) => within(deadline, bootstrap_and_migrate(&s)).await,
             Err(e) => Err(e),
         },
     };
@@ -109,6 +121,7 @@ pub async fn handle_custom_resource_with(
     if let Some(url) = event.get("ResponseURL").and_then(Value::as_str) {
         reqwest::Client::new()
             .put(url)
+            .timeout(Duration::from_secs(10))
             .body(response.to_string())
             .send()
             .await
@@ -116,4 +129,26 @@ pub async fn handle_custom_resource_with(
             .map_err(|e| format!("answering CloudFormation: {e}"))?;
     }
     Ok(response)
+}
+
+/// Runs the set-up until [`ANSWER_MARGIN`] before `deadline`.
+async fn within(
+    deadline: Option<Instant>,
+    setup: impl std::future::Future<Output = Result<Vec<i32>, String>>,
+) -> Result<Vec<i32>, String> {
+    let Some(deadline) = deadline else {
+        return setup.await;
+    };
+    let stop = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
+    tokio::time::timeout_at(stop.into(), setup)
+        .await
+        .unwrap_or_else(|_| {
+            Err(
+                "the database set-up did not finish within the migrate function's time limit; the \
+                 migration in progress is rolled back, those before it are kept (a migration that \
+                 rebuilds an index takes longer on a large knowledge base). Run `ragbot migrate` with MIGRATOR_DATABASE_URL from a machine \
+                 that reaches the database (no time limit there), then deploy again"
+                    .to_string(),
+            )
+        })
 }

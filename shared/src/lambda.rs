@@ -177,7 +177,7 @@ async fn ingest_job_worker(
 
 /// The invocation's deadline as an `Instant` (`context.deadline` is epoch milliseconds; 0 when
 /// unknown, e.g. a local invocation without one).
-fn deadline_of(context: &Context) -> Option<std::time::Instant> {
+pub fn deadline_of(context: &Context) -> Option<std::time::Instant> {
     if context.deadline == 0 {
         return None;
     }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use ragbot::{
     config::TlsMode,
-    deploy::{handle_custom_resource_with, MigrateSettings},
+    deploy::{self, handle_custom_resource_with, MigrateSettings},
     store,
 };
 use ragbot_tests::{stack_env, url_with_user, TestDb};
@@ -57,7 +57,7 @@ async fn the_custom_resource_sets_up_a_database_and_answers_cloudformation() {
         "RequestId": "req-1", "LogicalResourceId": "DatabaseSchema", "ResourceType": "Custom::DatabaseSchema",
     });
     let _guard = ragbot_tests::BOOTSTRAP.lock().await;
-    let out = handle_custom_resource_with(&event, Ok(settings.clone()))
+    let out = handle_custom_resource_with(&event, Ok(settings.clone()), None)
         .await
         .unwrap();
     assert_eq!(out["Status"], "SUCCESS", "{out}");
@@ -77,13 +77,13 @@ async fn the_custom_resource_sets_up_a_database_and_answers_cloudformation() {
 
     // An update re-runs idempotently; a failure is still answered (FAILED, with the reason).
     let update = json!({"RequestType": "Update", "ResponseURL": url, "PhysicalResourceId": "ragbot-database-schema"});
-    let out = handle_custom_resource_with(&update, Ok(settings.clone()))
+    let out = handle_custom_resource_with(&update, Ok(settings.clone()), None)
         .await
         .unwrap();
     assert_eq!(out["Status"], "SUCCESS");
-    let mut broken = settings;
+    let mut broken = settings.clone();
     broken.admin_url = url_with_user(&admin_url, "postgres", "wrong-password");
-    let out = handle_custom_resource_with(&update, Ok(broken))
+    let out = handle_custom_resource_with(&update, Ok(broken), None)
         .await
         .unwrap();
     assert_eq!(out["Status"], "FAILED");
@@ -92,9 +92,35 @@ async fn the_custom_resource_sets_up_a_database_and_answers_cloudformation() {
         "{out}"
     );
     assert_eq!(got.lock().unwrap().len(), 3);
+    // Set-up that would outlast the invocation is abandoned before its deadline and answered.
+    let out = handle_custom_resource_with(
+        &update,
+        Ok(settings.clone()),
+        Some(std::time::Instant::now() + deploy::ANSWER_MARGIN / 2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["Status"], "FAILED", "{out}");
+    assert!(
+        out["Reason"].as_str().unwrap().contains("time limit"),
+        "{out}"
+    );
+    let answered = got.lock().unwrap().clone();
+    assert_eq!(answered.len(), 4);
+    assert_eq!(answered[3]["Status"], "FAILED");
+    // With time left, the same update succeeds.
+    let out = handle_custom_resource_with(
+        &update,
+        Ok(settings),
+        Some(std::time::Instant::now() + deploy::ANSWER_MARGIN * 4),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["Status"], "SUCCESS", "{out}");
     let out = handle_custom_resource_with(
         &json!({"RequestType": "Delete", "ResponseURL": url}),
         Err("unused".into()),
+        None,
     )
     .await
     .unwrap();

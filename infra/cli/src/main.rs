@@ -655,7 +655,7 @@ async fn invoke(function: &str, event: &std::path::Path) -> Result<(), String> {
     let payload: serde_json::Value =
         serde_json::from_str(&raw).map_err(|e| format!("{}: not JSON: {e}", event.display()))?;
     let result = if function == "migrate" {
-        ragbot::deploy::handle_custom_resource(&payload).await?
+        ragbot::deploy::handle_custom_resource(&payload, None).await?
     } else {
         let routes = http::function_routes(function).ok_or_else(|| {
             format!("unknown function '{function}': use health, embed, retrieve, backup or migrate")
