@@ -92,8 +92,8 @@ pub fn custom_resource_response(event: &Value, outcome: &Result<Vec<i32>, String
 pub const ANSWER_MARGIN: Duration = Duration::from_secs(15);
 
 /// Handles one custom-resource event: Create/Update run the set-up, Delete keeps the data.
-/// `deadline` is the invocation's (none locally): set-up still running [`ANSWER_MARGIN`] before it
-/// is abandoned, so its transaction rolls back, and answered FAILED.
+/// `deadline` is the invocation's (none locally). Set-up still running [`ANSWER_MARGIN`] before it
+/// is abandoned (its open transaction rolls back) and answered FAILED.
 pub async fn handle_custom_resource(
     event: &Value,
     deadline: Option<Instant>,
@@ -146,8 +146,9 @@ async fn within(
             Err(
                 "the database set-up did not finish within the migrate function's time limit; the \
                  migration in progress is rolled back, those before it are kept (a migration that \
-                 rebuilds an index takes longer on a large knowledge base). Run `ragbot migrate` with MIGRATOR_DATABASE_URL from a machine \
-                 that reaches the database (no time limit there), then deploy again"
+                 rebuilds an index takes longer on a large knowledge base). Run `ragbot migrate` \
+                 with MIGRATOR_DATABASE_URL from a machine that reaches the database (no time \
+                 limit there), then deploy again"
                     .to_string(),
             )
         })
