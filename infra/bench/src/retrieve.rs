@@ -245,6 +245,25 @@ pub fn run() -> Result<(), String> {
                 }
             }
 
+            // The exact top 10 of each query: the same ordering with the index disabled.
+            let mut exact: Vec<Vec<uuid::Uuid>> = Vec::new();
+            for q in QUERIES {
+                let qv = embedder.embed(&[q]).await.map_err(describe)?.remove(0);
+                let rows = owner
+                    .query(
+                        "SELECT id FROM (SELECT id, embedding <=> $1 AS d FROM chunks WHERE tenant = $2 ORDER BY d LIMIT 10) x",
+                        &[&pgvector::Vector::from(qv), &tenant.as_str()],
+                    )
+                    .await
+                    .map_err(describe)?;
+                exact.push(rows.iter().map(|r| r.get(0)).collect());
+            }
+            // Share of the exact top 10 that a response found.
+            let recall_of = |resp: &retrieval::RetrieveResponse, exact: &[uuid::Uuid]| {
+                resp.results.iter().filter(|h| exact.contains(&h.chunk_id)).count() as f64
+                    / exact.len().max(1) as f64
+            };
+
             // Warm latency through the /retrieve code path (query embedding included).
             let settings = state.config.retrieve.clone();
             let ask = |q: &str, mode: Mode| RetrieveRequest {
@@ -264,25 +283,14 @@ pub fn run() -> Result<(), String> {
             let mut recall = 0.0;
             let mut count = 0.0;
             for round_no in 0..10 {
-                for q in QUERIES {
+                for (q, exact) in QUERIES.iter().zip(&exact) {
                     let t = Instant::now();
                     let resp = retrieval::search(&state.store, Some(embedder.as_ref()), &tenant, &ask(q, Mode::Vector), &settings)
                         .await
                         .map_err(describe)?;
                     lat.push(t.elapsed());
                     if round_no == 0 {
-                        // Exact top 10: the same ordering with the index disabled.
-                        let qv = embedder.embed(&[q]).await.map_err(describe)?.remove(0);
-                        let exact = owner
-                            .query(
-                                "SELECT id FROM (SELECT id, embedding <=> $1 AS d FROM chunks WHERE tenant = $2 ORDER BY d LIMIT 10) x",
-                                &[&pgvector::Vector::from(qv), &tenant.as_str()],
-                            )
-                            .await
-                            .map_err(describe)?;
-                        let exact: Vec<uuid::Uuid> = exact.iter().map(|r| r.get(0)).collect();
-                        let found = resp.results.iter().filter(|h| exact.contains(&h.chunk_id)).count();
-                        recall += found as f64 / exact.len().max(1) as f64;
+                        recall += recall_of(&resp, exact);
                         count += 1.0;
                     }
                     let t = Instant::now();
@@ -298,25 +306,13 @@ pub fn run() -> Result<(), String> {
                 let mut s = settings.clone();
                 s.ef_search = ef;
                 let (mut rec, mut times) = (0.0, Vec::new());
-                for q in QUERIES {
+                for (q, exact) in QUERIES.iter().zip(&exact) {
                     let t = Instant::now();
                     let resp = retrieval::search(&state.store, Some(embedder.as_ref()), &tenant, &ask(q, Mode::Vector), &s)
                         .await
                         .map_err(describe)?;
                     times.push(t.elapsed());
-                    let qv = embedder.embed(&[q]).await.map_err(describe)?.remove(0);
-                    let exact: Vec<uuid::Uuid> = owner
-                        .query(
-                            "SELECT id FROM (SELECT id, embedding <=> $1 AS d FROM chunks WHERE tenant = $2 ORDER BY d LIMIT 10) x",
-                            &[&pgvector::Vector::from(qv), &tenant.as_str()],
-                        )
-                        .await
-                        .map_err(describe)?
-                        .iter()
-                        .map(|r| r.get(0))
-                        .collect();
-                    rec += resp.results.iter().filter(|h| exact.contains(&h.chunk_id)).count() as f64
-                        / exact.len().max(1) as f64;
+                    rec += recall_of(&resp, exact);
                 }
                 let p95 = ms(pct(&mut times, 95.0));
                 let recall = round(rec / QUERIES.len() as f64);
