@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help install dev test lint fmt build bench layer clean-stack seed ingest token eval validate invoke
+.PHONY: help install dev test lint fmt build bench layer clean-stack seed ingest token eval eval-chat validate invoke
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ bench: ## benchmarks on a throwaway stack (release build): embedding, ingestion,
 
 eval: ## retrieval quality (recall@10, nDCG@10) on ../shared/eval/scifact-subset, vector and hybrid (DATASET=…)
 	@bash infra/local/throwaway.sh ./target/release/ragbot eval --dataset $(or $(DATASET),../shared/eval/scifact-subset)
+
+eval-chat: ## chat quality (citation hit@1, right answers, fallback rates) on ../shared/eval/stackfaq-dev (DATASET=…, LLM_PROVIDER=extractive|openai)
+	@bash infra/local/throwaway.sh bash infra/local/eval-chat.sh $(or $(DATASET),../shared/eval/stackfaq-dev)
 
 seed: ## load generated knowledge into the running dev stack (SIZE=small|medium|large, TENANT=…)
 	@bash infra/local/ragbot.sh seed --size $(or $(SIZE),small) $(if $(TENANT),--tenant $(TENANT))

@@ -24,6 +24,10 @@ bash infra/local/stack.sh up "$STACK" --fixed-ports
 . "$STACK/env"
 export LOG_FORMAT="${LOG_FORMAT:-text}"
 export EMBEDDING_MODEL_DIR="${EMBEDDING_MODEL_DIR:-$ROOT/.local/models/all-MiniLM-L6-v2}"
+# Chat answers with the local LLM server unless told otherwise (LLM_PROVIDER=extractive make dev).
+if [ -n "${RAGBOT_LLM_BASE_URL:-}" ] && [ -z "${LLM_PROVIDER:-}" ]; then
+  export LLM_PROVIDER=openai LLM_BASE_URL="$RAGBOT_LLM_BASE_URL" LLM_MODEL="$RAGBOT_LLM_MODEL"
+fi
 "$BIN" db bootstrap
 "$BIN" migrate
 "$BIN" dev &

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts and stops the local stack: PostgreSQL + pgvector, DynamoDB Local and s3s-fs.
+# Starts and stops the local stack: PostgreSQL + pgvector, DynamoDB Local, s3s-fs and the local
+# OpenAI-compatible LLM server (llama.cpp through llama-cpp-python; RAGBOT_NO_LLM=1 leaves it out).
 #
 #   stack.sh up DIR [--fixed-ports]   start all three with their state in DIR; writes DIR/env
 #   stack.sh down DIR                 stop whatever DIR's stack started (idempotent)
@@ -7,7 +8,7 @@
 #   stack.sh pg-stop DIR | pg-start DIR   stop / start again an instance made by pg-up
 #
 # DIR/env is a sourceable file with the connection settings (see README "Configuration").
-# Ports are free ones picked at start, unless --fixed-ports (make dev: 54329, 8000, 9000).
+# Ports are free ones picked at start, unless --fixed-ports (make dev: 54329, 8000, 9000, 8081).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -115,9 +116,9 @@ up() {
   local dir=$1 fixed=${2:-}
   mkdir -p "$dir"
   chmod 755 "$dir"
-  local pg_port ddb_port s3_port
-  if [ "$fixed" = "--fixed-ports" ]; then pg_port=54329; ddb_port=8000; s3_port=9000
-  else pg_port=$(free_port); ddb_port=$(free_port); s3_port=$(free_port); fi
+  local pg_port ddb_port s3_port llm_port
+  if [ "$fixed" = "--fixed-ports" ]; then pg_port=54329; ddb_port=8000; s3_port=9000; llm_port=8081
+  else pg_port=$(free_port); ddb_port=$(free_port); s3_port=$(free_port); llm_port=$(free_port); fi
 
   pg_up "$dir" "$pg_port"
 
@@ -131,8 +132,24 @@ up() {
   start_bg "$dir" s3 "$dir/s3.log" "$LOCAL/s3s/bin/s3s-fs" --host 127.0.0.1 --port "$s3_port" \
     --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" "$dir/s3"
 
+  local llm_env=""
+  if [ "${RAGBOT_NO_LLM:-0}" != 1 ]; then
+    local model_file; model_file="$(bash "$ROOT/infra/local/install.sh" llm-model-file 2>/dev/null)"
+    [ -x "$LOCAL/llm-venv/bin/python" ] && [ -f "$LOCAL/llm/$model_file" ] \
+      || die "the local LLM is not installed: run infra/local/install.sh (or set RAGBOT_NO_LLM=1)"
+    # llama.cpp on both cores, a 4k context (a RAG prompt with 5 passages is ~1.5k tokens).
+    start_bg "$dir" llm "$dir/llm.log" "$LOCAL/llm-venv/bin/python" -m llama_cpp.server \
+      --model "$LOCAL/llm/$model_file" --model_alias "$model_file" \
+      --host 127.0.0.1 --port "$llm_port" --n_ctx 4096 --n_threads "$(nproc)"
+    llm_env="export RAGBOT_LLM_BASE_URL=http://127.0.0.1:$llm_port/v1
+export RAGBOT_LLM_MODEL=$model_file"
+  fi
+
   wait_port "$s3_port" 20 s3s-fs
   wait_port "$ddb_port" 60 "DynamoDB Local"
+  if [ -n "$llm_env" ]; then
+    wait_port "$llm_port" 90 "the local LLM server (its log: $dir/llm.log)"
+  fi
 
   local pw; pw="$(cat "$dir/pg-password")"
   # Local-only passwords of the two application roles (created by `ragbot db bootstrap`).
@@ -157,8 +174,9 @@ export AWS_REGION=us-east-1
 export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$s3_port
 export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$ddb_port
 export AWS_EC2_METADATA_DISABLED=true
+$llm_env
 ENV
-  log "up: PostgreSQL :$pg_port, DynamoDB Local :$ddb_port, s3s-fs :$s3_port (state in $dir)"
+  log "up: PostgreSQL :$pg_port, DynamoDB Local :$ddb_port, s3s-fs :$s3_port${llm_env:+, LLM :$llm_port} (state in $dir)"
 }
 
 kill_pidfile() {
@@ -177,6 +195,7 @@ down() {
   local dir=$1
   [ -d "$dir" ] || return 0
   kill_pidfile "$dir/s3.pid"
+  kill_pidfile "$dir/llm.pid"
   kill_pidfile "$dir/dynamodb.pid"
   pg_stop "$dir"
   log "down: $dir"

@@ -4,10 +4,15 @@ use std::sync::Arc;
 
 use crate::{
     auth::{Tenant, Verifier},
-    aws::{AwsClients, AwsError, DynamoLedger, DynamoRateLimiter, LambdaDispatcher, S3Objects},
+    aws::{
+        AwsClients, AwsError, DynamoAnswerCache, DynamoLedger, DynamoRateLimiter,
+        DynamoTokenBudget, LambdaDispatcher, S3Objects,
+    },
+    chat::{Chat, ChatDeps},
     config::{Config, ConfigError},
     embedding::{self, EmbeddingError, SharedEmbedder},
     ingest::{chunking::Chunker, document::Ingestor},
+    llm::{self, LlmError},
     ratelimit::RateLimiter,
     store::{self, Incompatible, Store, StoreError},
 };
@@ -22,6 +27,8 @@ pub enum InitError {
     Aws(#[from] AwsError),
     #[error(transparent)]
     Embedding(#[from] EmbeddingError),
+    #[error(transparent)]
+    Llm(#[from] LlmError),
     #[error("embedding model does not fit the database: {0}")]
     Incompatible(#[from] Incompatible),
 }
@@ -39,6 +46,8 @@ pub struct AppState {
     pub default_tenant: Tenant,
     /// Document ingestion (parse, chunk, embed, store), shared by routes and the S3 handler.
     pub ingestor: Arc<Ingestor>,
+    /// The chat pipeline (conversation memory, retrieval, generation, citations, cache).
+    pub chat: Arc<Chat>,
 }
 
 impl AppState {
@@ -110,7 +119,20 @@ impl AppState {
                     as crate::ingest::jobs::SharedDispatcher
             }),
         });
+        let llm = llm::from_settings(&config.llm, embedder.clone()).await?;
+        let chat = Arc::new(Chat::new(ChatDeps {
+            store: store.clone(),
+            embedder: embedder.clone(),
+            llm,
+            cache: (config.chat.cache_ttl_secs > 0)
+                .then(|| Arc::new(DynamoAnswerCache::new(&aws)) as _),
+            budget: Some(Arc::new(DynamoTokenBudget::new(&aws))),
+            settings: config.chat.clone(),
+            retrieve: config.retrieve.clone(),
+            llm_deadline: config.llm.deadline,
+        }));
         Ok(AppState {
+            chat,
             config: Arc::new(config),
             store,
             aws,

@@ -177,7 +177,11 @@ impl FromStr for EmbeddingProviderKind {
 
 #[derive(Debug, Clone)]
 pub struct EmbeddingSettings {
+    /// The provider this process builds (`None` in processes that embed nothing).
     pub provider: EmbeddingProviderKind,
+    /// The deployment's provider (`EMBEDDING_PROVIDER`), also where this process builds none:
+    /// `/health/ai-services` reports on it.
+    pub configured: EmbeddingProviderKind,
     /// Directory with model.safetensors, tokenizer.json, config.json (the Lambda layer in AWS).
     pub model_dir: PathBuf,
     /// Model id recorded on every chunk.
@@ -237,6 +241,7 @@ impl EmbeddingSettings {
         };
         Ok(EmbeddingSettings {
             provider,
+            configured: provider,
             openai,
             bedrock,
             model_dir: env
@@ -428,6 +433,8 @@ pub struct Config {
     pub http: HttpSettings,
     pub ingest: IngestSettings,
     pub retrieve: crate::retrieval::RetrieveSettings,
+    pub llm: crate::llm::LlmSettings,
+    pub chat: crate::chat::ChatSettings,
 }
 
 impl Config {
@@ -692,23 +699,26 @@ impl Config {
             http,
             ingest,
             retrieve,
+            llm: crate::llm::LlmSettings::read(&env)?,
+            chat: crate::chat::ChatSettings::read(&env)?,
         })
     }
 }
 
-struct Env<'a, F: Fn(&str) -> Option<String>> {
+/// Typed reads of configuration variables, shared by the modules that define their own settings.
+pub(crate) struct Env<'a, F: Fn(&str) -> Option<String>> {
     get: &'a F,
 }
 
 impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
     /// The variable's value; empty or blank counts as unset.
-    fn string(&self, name: &str) -> Option<String> {
+    pub(crate) fn string(&self, name: &str) -> Option<String> {
         (self.get)(name)
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     }
 
-    fn parse_or<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    pub(crate) fn parse_or<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
     where
         T: FromStr,
         T::Err: fmt::Display,
@@ -722,7 +732,11 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         }
     }
 
-    fn millis_or(&self, name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
+    pub(crate) fn millis_or(
+        &self,
+        name: &'static str,
+        default_ms: u64,
+    ) -> Result<Duration, ConfigError> {
         self.parse_or(name, default_ms).map(Duration::from_millis)
     }
 }

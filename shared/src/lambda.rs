@@ -34,7 +34,7 @@ impl Triggers {
 /// Whether a function embeds (loads the model). Health must answer even when the model layer is
 /// broken, and backups copy stored vectors without computing any.
 pub fn needs_model(function: &str) -> bool {
-    matches!(function, "embed" | "retrieve")
+    matches!(function, "embed" | "retrieve" | "chat")
 }
 
 /// Cold start of a function that serves HTTP routes: configuration, telemetry, the function's

@@ -5,6 +5,9 @@
 //! - [`store`]: PostgreSQL + pgvector (pool, migrations, bootstrap of roles).
 //! - [`aws`]: S3 and DynamoDB clients, built once, plus local resource creation.
 //! - [`auth`]: principals (subject, tenant, roles) and JWT verification.
+//! - [`llm`]: answer generation behind the `LlmProvider` port (extractive, OpenAI-compatible,
+//!   Bedrock).
+//! - [`chat`]: the answer pipeline: conversation memory, retrieval, generation, citations, cache.
 //! - [`ratelimit`]: fixed-window limits per principal (DynamoDB counters).
 //! - [`health`]: dependency probes (domain logic of the health function).
 //! - [`http`]: the HTTP surface shared by Lambda and the local dev server (routes, error envelope,
@@ -16,6 +19,7 @@ pub mod app;
 pub mod auth;
 pub mod aws;
 pub mod backup;
+pub mod chat;
 pub mod config;
 pub mod deploy;
 pub mod embedding;
@@ -23,9 +27,11 @@ pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod lambda;
+pub mod llm;
 pub mod parsing;
 pub mod ratelimit;
 pub mod retrieval;
+pub mod retry;
 pub mod store;
 pub mod telemetry;
 

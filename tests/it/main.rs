@@ -2,6 +2,7 @@
 
 mod auth;
 mod backup;
+mod chat;
 mod deploy;
 mod embedding;
 mod health;

@@ -4,6 +4,7 @@
 //! Every [`TestApp`] gets its own database (bootstrapped and migrated with the production code),
 //! its own buckets and its own DynamoDB table, so tests run in parallel without sharing state.
 
+pub mod llm;
 pub mod pdf;
 
 use std::{
@@ -148,6 +149,8 @@ pub struct Options {
     pub admin_url: Option<String>,
     /// Extra or overriding configuration variables.
     pub env: HashMap<String, String>,
+    /// Serve this existing database instead of a new one (a second configuration of one app).
+    pub database: Option<TestDb>,
 }
 
 /// The app as Lambda and the dev server run it, over its own database, buckets and table.
@@ -167,7 +170,10 @@ impl TestApp {
         let admin_url = opts
             .admin_url
             .unwrap_or_else(|| stack_env("RAGBOT_PG_ADMIN_URL"));
-        let db = TestDb::create(&admin_url).await;
+        let db = match opts.database {
+            Some(db) => db,
+            None => TestDb::create(&admin_url).await,
+        };
         let id = short_id();
         let mut vars: HashMap<String, String> = HashMap::from([
             ("RAGBOT_ENV".into(), "test".into()),

@@ -89,6 +89,17 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Chat quality on a Q&A dataset (corpus.jsonl of {_id, question, answer}, queries.jsonl of
+    /// {_id, text, answerable}, qrels.tsv): ingests the entries into a fresh tenant, sends every
+    /// question through the chat pipeline with the configured provider (LLM_PROVIDER), prints
+    /// citation hit@1, right answers, exact answers, fallback rates and latency (JSON last line).
+    EvalChat {
+        #[arg(long)]
+        dataset: std::path::PathBuf,
+        /// Keep the ingested entries and conversations (default: deleted at the end).
+        #[arg(long)]
+        keep: bool,
+    },
     /// Run a function's Lambda handler on an event file against the local stack; print the result.
     Invoke {
         /// health, embed, retrieve, backup or migrate.
@@ -183,6 +194,7 @@ async fn run(command: Command) -> Result<(), String> {
             mode,
             keep,
         } => eval(&dataset, mode.as_deref(), keep).await,
+        Command::EvalChat { dataset, keep } => eval_chat(&dataset, keep).await,
         Command::Token {
             sub,
             tenant,
@@ -744,6 +756,54 @@ async fn eval(dir: &std::path::Path, mode: Option<&str>, keep: bool) -> Result<(
         eval::cleanup(&state.store, &tenant, &by_document).await?;
     }
     println!("{report}");
+    Ok(())
+}
+
+async fn eval_chat(dir: &std::path::Path, keep: bool) -> Result<(), String> {
+    use ragbot::chat::eval;
+    let data = eval::Dataset::load(dir)?;
+    let state = operator_state(true).await?;
+    let embedder = state
+        .embedder
+        .clone()
+        .ok_or("EMBEDDING_PROVIDER=none: nothing to embed with")?;
+    let tenant = Tenant::parse(&format!("evalchat-{}", std::process::id()))?;
+    let (entries, answerable, unanswerable) = data.sizes();
+    let provider = state.chat.provider();
+    eprintln!(
+        "eval-chat: {} — {entries} entries, {answerable} answerable and {unanswerable} unanswerable questions, provider {} ({}), tenant {tenant}",
+        data.name,
+        provider.name(),
+        provider.model()
+    );
+    let bar = progress(entries as u64, "ingesting entries");
+    let by_document = eval::ingest(&state.store, embedder.as_ref(), &tenant, &data, |n| {
+        bar.set_position(n as u64)
+    })
+    .await?;
+    bar.finish_and_clear();
+    let bar = progress((answerable + unanswerable) as u64, "asking");
+    let metrics = eval::evaluate(&state.chat, &tenant, &data, &by_document, |n| {
+        bar.set_position(n as u64)
+    })
+    .await;
+    bar.finish_and_clear();
+    if !keep {
+        eval::cleanup(&state.store, &tenant, &by_document).await?;
+    }
+    let m = metrics?;
+    eprintln!(
+        "  citation hit@1 {:.3}  answered right {:.3}  exact {:.3}  fallback: answerable {:.3}, unanswerable {:.3}  latency p50 {} ms, p95 {} ms  errors {}",
+        m.citation_hit_at_1,
+        m.answered_and_right,
+        m.answer_exact,
+        m.answerable_fallback,
+        m.unanswerable_fallback,
+        m.latency_p50_ms,
+        m.latency_p95_ms,
+        m.errors
+    );
+    println!("{}", serde_json::to_string(&m).map_err(|e| e.to_string())?);
     Ok(())
 }
 

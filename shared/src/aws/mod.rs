@@ -4,12 +4,16 @@
 //! Lambda role), with endpoint overrides for the local stack.
 
 mod bedrock;
+mod chat_state;
+mod converse;
 mod invoke;
 pub mod notify_local;
 mod objects;
 mod ratelimit;
 
 pub use bedrock::{BedrockEmbedder, BedrockSettings, TITAN_V2_DIMENSIONS};
+pub use chat_state::{DynamoAnswerCache, DynamoTokenBudget};
+pub use converse::BedrockChat;
 pub use invoke::{job_event, LambdaDispatcher, INGEST_JOB_ACTION};
 pub use objects::{DynamoLedger, S3Objects, LEDGER_LEASE};
 pub use ratelimit::DynamoRateLimiter;

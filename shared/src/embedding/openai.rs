@@ -86,12 +86,7 @@ impl OpenAiEmbedder {
                 }
                 Ok(resp) => {
                     let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                    let retry_after = crate::retry::retry_after(resp.headers());
                     let text = resp.text().await.unwrap_or_default();
                     let detail: String = text.chars().take(300).collect();
                     if status.as_u16() != 429 && !status.is_server_error() {
@@ -121,7 +116,7 @@ impl OpenAiEmbedder {
                 }
             };
             let delay = retry_after
-                .unwrap_or_else(|| backoff(attempt))
+                .unwrap_or_else(|| crate::retry::backoff(attempt))
                 .min(Duration::from_secs(20));
             tracing::warn!(attempt = attempt + 1, delay_ms = delay.as_millis() as u64, url = %self.url, "embedding request retried");
             tokio::time::sleep(delay).await;
@@ -157,16 +152,6 @@ impl OpenAiEmbedder {
             })
             .collect()
     }
-}
-
-/// 250 ms, 500 ms, 1 s, 2 s, … plus up to 25 % jitter.
-fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(250) * 2u32.saturating_pow(attempt.min(6));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or(0);
-    base + base / 4 * (nanos % 1000) / 1000
 }
 
 impl EmbeddingProvider for OpenAiEmbedder {

@@ -236,3 +236,148 @@ where
 fn round_ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 100_000.0).round() / 100.0
 }
+
+/// A provider's state on `/health/ai-services`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ServiceStatus {
+    #[serde(rename = "available")]
+    Available,
+    #[serde(rename = "unavailable")]
+    Unavailable,
+    #[serde(rename = "not configured")]
+    NotConfigured,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AiService {
+    pub provider: String,
+    pub model: String,
+    pub status: ServiceStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AiServices {
+    /// "ok" when every configured provider is available, else "degraded".
+    pub status: &'static str,
+    pub llm: AiService,
+    pub embeddings: AiService,
+}
+
+impl AiServices {
+    pub fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
+/// The configured LLM and embedding providers, each probed (cheaply) within `timeout`. Only this
+/// route calls them: no other route pays for a probe.
+pub async fn check_ai_services(
+    llm: &dyn crate::llm::LlmProvider,
+    embedding: &crate::config::EmbeddingSettings,
+    timeout: Duration,
+) -> AiServices {
+    use crate::config::EmbeddingProviderKind as Kind;
+    let llm_check = async {
+        if !llm.is_remote() {
+            // The extractive provider runs in-process on the embedder.
+            return (ServiceStatus::Available, None, None);
+        }
+        let c = timed(timeout, async {
+            llm.probe().await.map_err(|e| e.to_string())
+        })
+        .await;
+        (service_status(c.status), c.latency_ms, c.error)
+    };
+    let embedding_check = async {
+        match embedding.configured {
+            Kind::None => (ServiceStatus::NotConfigured, None, None),
+            Kind::Local => {
+                // The model files must be where the embedder loads them from (the layer in AWS);
+                // loading them is the job of the functions that embed.
+                let missing: Vec<&str> = ["model.safetensors", "tokenizer.json", "config.json"]
+                    .into_iter()
+                    .filter(|f| !embedding.model_dir.join(f).is_file())
+                    .collect();
+                if missing.is_empty() {
+                    (ServiceStatus::Available, None, None)
+                } else {
+                    (
+                        ServiceStatus::Unavailable,
+                        None,
+                        Some(format!(
+                            "{} missing in {}",
+                            missing.join(", "),
+                            embedding.model_dir.display()
+                        )),
+                    )
+                }
+            }
+            Kind::OpenAi | Kind::Bedrock => {
+                let mut s = embedding.clone();
+                s.provider = s.configured;
+                let c = timed(timeout, async {
+                    let e = crate::embedding::from_config(&s)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| "no embedder".to_string())?;
+                    e.embed(&["ping"])
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+                .await;
+                (service_status(c.status), c.latency_ms, c.error)
+            }
+        }
+    };
+    let ((ls, ll, le), (es, el, ee)) = tokio::join!(llm_check, embedding_check);
+    let embedding_provider = match embedding.configured {
+        Kind::Local => "local",
+        Kind::OpenAi => "openai",
+        Kind::Bedrock => "bedrock",
+        Kind::None => "none",
+    };
+    let model = match embedding.configured {
+        Kind::OpenAi => embedding.openai.as_ref().map(|o| o.model.clone()),
+        Kind::Bedrock => embedding.bedrock.as_ref().map(|b| b.model.clone()),
+        _ => None,
+    }
+    .unwrap_or_else(|| embedding.model.clone());
+    let report = AiServices {
+        status: if ls == ServiceStatus::Unavailable || es == ServiceStatus::Unavailable {
+            "degraded"
+        } else {
+            "ok"
+        },
+        llm: AiService {
+            provider: llm.name().to_string(),
+            model: llm.model().to_string(),
+            status: ls,
+            latency_ms: ll,
+            error: le,
+        },
+        embeddings: AiService {
+            provider: embedding_provider.to_string(),
+            model,
+            status: es,
+            latency_ms: el,
+            error: ee,
+        },
+    };
+    if !report.is_ok() {
+        tracing::warn!(llm = ?report.llm.error, embeddings = ?report.embeddings.error, "AI services degraded");
+    }
+    report
+}
+
+fn service_status(s: ProbeStatus) -> ServiceStatus {
+    match s {
+        ProbeStatus::Ok => ServiceStatus::Available,
+        ProbeStatus::Unavailable => ServiceStatus::Unavailable,
+        ProbeStatus::NotConfigured => ServiceStatus::NotConfigured,
+    }
+}

@@ -17,6 +17,22 @@ pub fn routes() -> Routes {
         .routes(routes!(liveness))
         .routes(routes!(database))
         .routes(routes!(readiness))
+        .routes(routes!(ai_services))
+}
+
+/// Each configured AI provider (LLM, embeddings): `available`, `unavailable` or `not configured`,
+/// with the probe's latency. Always 200 when the report could be made; `status` says `degraded`
+/// when a configured provider is unavailable.
+#[utoipa::path(get, path = "/health/ai-services", tag = "health",
+    responses((status = 200, description = "`{\"status\":\"ok\"|\"degraded\",\"llm\":{…},\"embeddings\":{…}}`")))]
+async fn ai_services(State(state): State<AppState>) -> Response {
+    let report = health::check_ai_services(
+        state.chat.provider().as_ref(),
+        &state.config.embedding,
+        state.config.health.dependency_timeout,
+    )
+    .await;
+    no_store(StatusCode::OK, Json(report))
 }
 
 /// Liveness: no I/O, the process is up.

@@ -7,6 +7,7 @@
 
 mod auth;
 pub mod backups;
+pub mod chat;
 mod error;
 pub mod health;
 mod json;
@@ -175,6 +176,7 @@ pub fn function_routes(function: &str) -> Option<Routes> {
         "embed" => Some(knowledge::write_routes()),
         "retrieve" => Some(retrieve::routes().merge(knowledge::read_routes())),
         "backup" => Some(backups::routes()),
+        "chat" => Some(chat::routes()),
         _ => None,
     }
 }
@@ -187,4 +189,5 @@ pub fn all_routes() -> Routes {
         .merge(knowledge::read_routes())
         .merge(retrieve::routes())
         .merge(backups::routes())
+        .merge(chat::routes())
 }

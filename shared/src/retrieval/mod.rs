@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-pub use query::{check_query, QueryCheck};
-pub use search::search;
+pub use query::{check_query, check_text, QueryCheck};
+pub use search::{fallback, search};
 
 use crate::{embedding::EmbeddingError, store::StoreError};
 

@@ -29,14 +29,19 @@ const INJECTION_PATTERNS: [&str; 14] = [
 ];
 
 pub fn check_query(raw: &str, max_chars: usize) -> Result<QueryCheck, RetrieveError> {
+    check_text(raw, max_chars, "query")
+}
+
+/// [`check_query`] for any user text; `what` names it in the messages (`query`, `message`).
+pub fn check_text(raw: &str, max_chars: usize, what: &str) -> Result<QueryCheck, RetrieveError> {
     let query = raw.trim();
     if query.is_empty() {
-        return Err(RetrieveError::Invalid("query must not be empty".into()));
+        return Err(RetrieveError::Invalid(format!("{what} must not be empty")));
     }
     let chars = query.chars().count();
     if chars > max_chars {
         return Err(RetrieveError::Invalid(format!(
-            "query is {chars} characters long; the limit is {max_chars}"
+            "{what} is {chars} characters long; the limit is {max_chars}"
         )));
     }
     if let Some(c) = query
@@ -44,7 +49,7 @@ pub fn check_query(raw: &str, max_chars: usize) -> Result<QueryCheck, RetrieveEr
         .find(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
     {
         return Err(RetrieveError::Invalid(format!(
-            "query contains a control character (U+{:04X})",
+            "{what} contains a control character (U+{:04X})",
             c as u32
         )));
     }

@@ -265,6 +265,21 @@ pub async fn search(
     })
 }
 
+/// The fallback: sample questions from the tenant's Q&A pairs and the disclaimer.
+pub async fn fallback(
+    store: &Store,
+    tenant: &Tenant,
+    s: &RetrieveSettings,
+) -> Result<Fallback, RetrieveError> {
+    let tx = store.begin(tenant).await?;
+    let sample_questions = sample_questions(&tx, s.fallback_questions).await?;
+    tx.commit().await?;
+    Ok(Fallback {
+        sample_questions,
+        disclaimer: s.disclaimer.clone(),
+    })
+}
+
 /// Questions from the tenant's Q&A pairs, a different few each time.
 async fn sample_questions(tx: &TenantTx, n: usize) -> Result<Vec<String>, RetrieveError> {
     if n == 0 {

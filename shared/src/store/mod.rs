@@ -6,6 +6,7 @@
 
 mod bootstrap;
 mod compat;
+pub mod conversations;
 pub mod documents;
 pub mod jobs;
 mod pool;

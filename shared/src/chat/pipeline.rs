@@ -1,0 +1,619 @@
+//! The answer pipeline (see the module docs of [`crate::chat`]).
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{
+    citations, standalone, AnswerCache, CachedAnswer, ChatError, ChatResponse, ChatSettings,
+    Citation, TokenBudget, TokenUsage,
+};
+use crate::{
+    auth::Tenant,
+    embedding::SharedEmbedder,
+    llm::{AnswerPrompt, Completion, Passage, Role, SharedLlm, Turn, Usage},
+    retrieval::{self, Fallback, Filters, Hit, Mode, RetrieveRequest, RetrieveSettings},
+    store::{
+        conversations::{self, NewMessage},
+        Store, StoreError,
+    },
+    telemetry::{metric, Unit},
+};
+
+/// What the chat pipeline runs on, built once per process.
+pub struct ChatDeps {
+    pub store: Store,
+    pub embedder: Option<SharedEmbedder>,
+    pub llm: SharedLlm,
+    /// `None`: no answer cache (e.g. `ANSWER_CACHE_TTL_SECONDS=0`).
+    pub cache: Option<Arc<dyn AnswerCache>>,
+    pub budget: Option<Arc<dyn TokenBudget>>,
+    pub settings: ChatSettings,
+    pub retrieve: RetrieveSettings,
+    /// Everything one answer may take in the provider (`LLM_DEADLINE_MS`).
+    pub llm_deadline: Duration,
+}
+
+pub struct Chat {
+    d: ChatDeps,
+}
+
+/// One question to answer.
+pub struct Question<'a> {
+    pub tenant: &'a Tenant,
+    /// The conversation owner (see [`super::owner_of`]).
+    pub owner: &'a str,
+    pub conversation_id: Option<Uuid>,
+    pub message: &'a str,
+    pub top_k: Option<usize>,
+    pub mode: Option<Mode>,
+    pub filters: Option<&'a Filters>,
+}
+
+/// The snippet length of a citation, in characters.
+const SNIPPET_CHARS: usize = 300;
+
+impl Chat {
+    pub fn new(d: ChatDeps) -> Self {
+        Chat { d }
+    }
+
+    pub fn provider(&self) -> &SharedLlm {
+        &self.d.llm
+    }
+
+    pub fn settings(&self) -> &ChatSettings {
+        &self.d.settings
+    }
+
+    pub async fn answer(&self, q: Question<'_>) -> Result<ChatResponse, ChatError> {
+        let started = Instant::now();
+        let result = self.run(&q, started).await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        metric("ChatLatency", ms, Unit::Milliseconds);
+        if let Err(e) = &result {
+            if matches!(e, ChatError::Llm(_)) {
+                metric("LlmErrors", 1.0, Unit::Count);
+            }
+        }
+        result
+    }
+
+    async fn run(&self, q: &Question<'_>, started: Instant) -> Result<ChatResponse, ChatError> {
+        let s = &self.d.settings;
+        let llm = &self.d.llm;
+        // 1. The message, as /retrieve checks its query.
+        let checked = retrieval::check_text(q.message, s.max_message_chars, "message")?;
+        let mut warnings = checked.warnings.clone();
+        let question = checked.query.as_str();
+        let top_k = q.top_k.unwrap_or(s.top_k);
+        if top_k == 0 || top_k > self.d.retrieve.max_top_k {
+            return Err(ChatError::Invalid(format!(
+                "top_k must be between 1 and {}",
+                self.d.retrieve.max_top_k
+            )));
+        }
+        let mode = q.mode.unwrap_or(Mode::Hybrid);
+
+        // 2. The conversation's last turns and the knowledge version, in one transaction.
+        let (history, knowledge) = self.context(q).await?;
+
+        // 3. The tenant's daily token budget (only providers that cost tokens).
+        let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        if llm.is_remote() && s.tenant_daily_tokens > 0 {
+            if let Some(budget) = &self.d.budget {
+                match budget.used(q.tenant.as_str(), &day).await {
+                    Ok(used) if used >= s.tenant_daily_tokens => {
+                        return Err(ChatError::BudgetSpent {
+                            limit: s.tenant_daily_tokens,
+                            retry_after_secs: seconds_to_midnight(),
+                        })
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LLM token budget unavailable; answering anyway");
+                        warnings.push("llm_budget_unavailable".into());
+                    }
+                }
+            }
+        }
+
+        // 4. The follow-up made standalone.
+        let deadline = started + self.d.llm_deadline;
+        let mut usage = Usage::default();
+        let standalone_q = self
+            .standalone(&history, question, deadline, &mut usage, &mut warnings)
+            .await;
+
+        // 5. Retrieval, through the library.
+        let search_text: String = standalone_q
+            .chars()
+            .take(self.d.retrieve.max_query_chars)
+            .collect();
+        let retrieved = retrieval::search(
+            &self.d.store,
+            self.d.embedder.as_deref(),
+            q.tenant,
+            &RetrieveRequest {
+                query: search_text,
+                top_k: Some(top_k),
+                threshold: None,
+                mode: Some(mode),
+                filters: q.filters.cloned(),
+            },
+            &self.d.retrieve,
+        )
+        .await?;
+        let best = retrieved
+            .results
+            .iter()
+            .map(|h| h.similarity)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let turn = Turn {
+            role: Role::User,
+            content: question.to_string(),
+        };
+
+        // 6. Nothing relevant enough: the fallback, no model call.
+        if retrieved.results.is_empty() || best < f64::from(s.min_similarity) {
+            let fallback = match retrieved.fallback {
+                Some(f) => f,
+                None => retrieval::fallback(&self.d.store, q.tenant, &self.d.retrieve).await?,
+            };
+            metric("ChatFallbacks", 1.0, Unit::Count);
+            let answer = Answered {
+                text: fallback.disclaimer.clone(),
+                citations: Vec::new(),
+                grounded: false,
+                fallback: Some(fallback),
+                model: llm.model().to_string(),
+                cached: false,
+                usage,
+            };
+            return self
+                .persist(q, &turn, &standalone_q, answer, warnings, started)
+                .await;
+        }
+        let hits = retrieved.results;
+        let passages = passages(&hits);
+
+        // 7. The answer cache.
+        let key = self.cache_key(q, knowledge, &standalone_q, mode, top_k);
+        if let (Some(cache), Some(key)) = (&self.d.cache, &key) {
+            match cache.get(key).await {
+                Ok(Some(hit)) => {
+                    metric("AnswerCacheHits", 1.0, Unit::Count);
+                    let answer = Answered {
+                        text: hit.answer,
+                        citations: hit.citations,
+                        grounded: true,
+                        fallback: None,
+                        model: hit.model,
+                        cached: true,
+                        usage,
+                    };
+                    return self
+                        .persist(q, &turn, &standalone_q, answer, warnings, started)
+                        .await;
+                }
+                Ok(None) => metric("AnswerCacheMisses", 1.0, Unit::Count),
+                Err(e) => {
+                    tracing::warn!(error = %e, "answer cache unavailable; answering without it");
+                    metric("AnswerCacheErrors", 1.0, Unit::Count);
+                    warnings.push("answer_cache_unavailable".into());
+                }
+            }
+        }
+
+        // 8. Generation.
+        let turns: Vec<Turn> = history;
+        let prompt = AnswerPrompt {
+            system: &s.system_prompt,
+            history: &turns,
+            question: &standalone_q,
+            passages: &passages,
+        };
+        let llm_started = Instant::now();
+        let completion = match llm.answer(&prompt, deadline).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, provider = llm.name(), "answer generation failed");
+                // Nothing the user typed is lost: their message is kept, marked failed.
+                self.persist_failure(q, &turn, &standalone_q, &e.to_string(), &warnings)
+                    .await;
+                return Err(e.into());
+            }
+        };
+        metric(
+            "LlmLatency",
+            llm_started.elapsed().as_secs_f64() * 1000.0,
+            Unit::Milliseconds,
+        );
+        usage.prompt_tokens += completion.usage.prompt_tokens;
+        usage.completion_tokens += completion.usage.completion_tokens;
+        if usage.total() > 0 {
+            metric("LlmTokens", usage.total() as f64, Unit::Count);
+        }
+
+        // 9. `[n]` markers into citations (indices that point at nothing are dropped).
+        let (text, citations) = cite(completion, &hits);
+
+        // 10. Spent tokens; the answer cached.
+        if llm.is_remote() && usage.total() > 0 {
+            if let Some(budget) = &self.d.budget {
+                if let Err(e) = budget.add(q.tenant.as_str(), &day, usage.total()).await {
+                    tracing::warn!(error = %e, "could not count LLM tokens against the budget");
+                }
+            }
+        }
+        let model = llm.model().to_string();
+        if let (Some(cache), Some(key)) = (&self.d.cache, &key) {
+            let entry = CachedAnswer {
+                answer: text.clone(),
+                citations: citations.clone(),
+                model: model.clone(),
+                usage: usage.into(),
+            };
+            if let Err(e) = cache.put(key, &entry, s.cache_ttl_secs).await {
+                tracing::warn!(error = %e, "could not store the answer in the cache");
+                metric("AnswerCacheErrors", 1.0, Unit::Count);
+            }
+        }
+
+        // 11. Both messages, in one transaction.
+        let answer = Answered {
+            text,
+            citations,
+            grounded: true,
+            fallback: None,
+            model,
+            cached: false,
+            usage,
+        };
+        self.persist(q, &turn, &standalone_q, answer, warnings, started)
+            .await
+    }
+
+    async fn context(&self, q: &Question<'_>) -> Result<(Vec<Turn>, i64), ChatError> {
+        let tx = self.d.store.begin(q.tenant).await?;
+        let history = match q.conversation_id {
+            Some(id) => {
+                if conversations::get(&tx, id, q.owner).await?.is_none() {
+                    tx.commit().await?;
+                    return Err(ChatError::ConversationNotFound(id));
+                }
+                conversations::history(&tx, id, self.d.settings.history_turns).await?
+            }
+            None => Vec::new(),
+        };
+        let knowledge = conversations::knowledge_version(&tx).await?;
+        tx.commit().await?;
+        let turns = history
+            .into_iter()
+            .map(|(role, content)| Turn {
+                role: if role == "assistant" {
+                    Role::Assistant
+                } else {
+                    Role::User
+                },
+                content,
+            })
+            .collect();
+        Ok((turns, knowledge))
+    }
+
+    async fn standalone(
+        &self,
+        history: &[Turn],
+        question: &str,
+        deadline: Instant,
+        usage: &mut Usage,
+        warnings: &mut Vec<String>,
+    ) -> String {
+        if history.is_empty() || !standalone::needs_context(question) {
+            return question.to_string();
+        }
+        let llm = &self.d.llm;
+        if llm.is_remote() && self.d.settings.llm_rewrite {
+            // A short call: at most a quarter of the answer's time.
+            let budget = deadline.saturating_duration_since(Instant::now()) / 4;
+            match llm
+                .rewrite(history, question, Instant::now() + budget)
+                .await
+            {
+                Ok(Some(c)) => {
+                    usage.prompt_tokens += c.usage.prompt_tokens;
+                    usage.completion_tokens += c.usage.completion_tokens;
+                    let line = c
+                        .text
+                        .lines()
+                        .map(str::trim)
+                        .find(|l| !l.is_empty())
+                        .unwrap_or("")
+                        .trim_matches('"')
+                        .to_string();
+                    if !line.is_empty() && line.chars().count() <= 1000 {
+                        return line;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "rewriting the follow-up failed; using the heuristic");
+                    warnings.push("standalone_rewrite_failed".into());
+                }
+            }
+        }
+        standalone::heuristic(history, question)
+    }
+
+    /// The cache key, or `None` when the cache is off. Everything that shapes the answer is in it.
+    fn cache_key(
+        &self,
+        q: &Question<'_>,
+        knowledge: i64,
+        standalone_q: &str,
+        mode: Mode,
+        top_k: usize,
+    ) -> Option<String> {
+        if self.d.cache.is_none() || self.d.settings.cache_ttl_secs == 0 {
+            return None;
+        }
+        let filters = q.filters.map(|f| format!("{f:?}")).unwrap_or_default();
+        let material = json!({
+            "v": 1,
+            "tenant": q.tenant.as_str(),
+            "knowledge": knowledge,
+            "question": normalise(standalone_q),
+            "provider": self.d.llm.name(),
+            "model": self.d.llm.model(),
+            "mode": mode,
+            "top_k": top_k,
+            "filters": filters,
+            "min_similarity": self.d.settings.min_similarity,
+            "system": hex::encode(Sha256::digest(self.d.settings.system_prompt.as_bytes())),
+        });
+        Some(format!(
+            "{}#{}",
+            q.tenant.as_str(),
+            hex::encode(Sha256::digest(material.to_string().as_bytes()))
+        ))
+    }
+
+    async fn persist(
+        &self,
+        q: &Question<'_>,
+        turn: &Turn,
+        standalone_q: &str,
+        a: Answered,
+        warnings: Vec<String>,
+        started: Instant,
+    ) -> Result<ChatResponse, ChatError> {
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let llm = &self.d.llm;
+        let fallback_json = a
+            .fallback
+            .as_ref()
+            .and_then(|f| serde_json::to_value(f).ok());
+        let warnings_json = json!(warnings);
+        let user = user_message(turn, standalone_q, "ok", None, &warnings_json);
+        let citations_json = serde_json::to_value(&a.citations).unwrap_or(Value::Array(vec![]));
+        let assistant = NewMessage {
+            role: "assistant",
+            content: &a.text,
+            citations: citations_json,
+            status: "ok",
+            error: None,
+            provider: Some(llm.name()),
+            model: Some(&a.model),
+            latency_ms: Some(latency_ms.min(i32::MAX as u64) as i32),
+            prompt_tokens: Some(a.usage.prompt_tokens.min(i32::MAX as u32) as i32),
+            completion_tokens: Some(a.usage.completion_tokens.min(i32::MAX as u32) as i32),
+            cached: a.cached,
+            grounded: Some(a.grounded),
+            standalone: None,
+            fallback: fallback_json,
+            warnings: warnings_json.clone(),
+        };
+        let (conversation_id, message_id) = self.write_turn(q, &user, Some(&assistant)).await?;
+        let message_id = message_id
+            .ok_or_else(|| StoreError::Unavailable("the answer was not stored".into()))?;
+        Ok(ChatResponse {
+            conversation_id,
+            message_id,
+            answer: a.text,
+            citations: a.citations,
+            grounded: a.grounded,
+            fallback: a.fallback,
+            provider: llm.name().to_string(),
+            model: a.model,
+            cached: a.cached,
+            usage: TokenUsage::from(a.usage),
+            latency_ms,
+            warnings,
+        })
+    }
+
+    /// Keeps the user's message, marked failed, when no answer could be produced. Best effort:
+    /// the provider's error is what the caller gets either way.
+    async fn persist_failure(
+        &self,
+        q: &Question<'_>,
+        turn: &Turn,
+        standalone_q: &str,
+        error: &str,
+        warnings: &[String],
+    ) {
+        let warnings_json = json!(warnings);
+        let user = user_message(turn, standalone_q, "failed", Some(error), &warnings_json);
+        if let Err(e) = self.write_turn(q, &user, None).await {
+            tracing::warn!(error = %e, "could not keep the failed message");
+        }
+    }
+
+    /// Writes a turn (and creates the conversation when there is none) in one transaction.
+    async fn write_turn(
+        &self,
+        q: &Question<'_>,
+        user: &NewMessage<'_>,
+        assistant: Option<&NewMessage<'_>>,
+    ) -> Result<(Uuid, Option<Uuid>), ChatError> {
+        let tx = self.d.store.begin(q.tenant).await?;
+        let conversation_id = match q.conversation_id {
+            Some(id) => {
+                // Deleted meanwhile: nothing is written.
+                if conversations::get(&tx, id, q.owner).await?.is_none() {
+                    tx.commit().await?;
+                    return Err(ChatError::ConversationNotFound(id));
+                }
+                id
+            }
+            None => conversations::create(&tx, q.owner, None).await?.id,
+        };
+        conversations::insert_message(&tx, conversation_id, user).await?;
+        let assistant_id = match assistant {
+            Some(a) => Some(conversations::insert_message(&tx, conversation_id, a).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok((conversation_id, assistant_id))
+    }
+}
+
+/// An answer on its way to the response and the store.
+struct Answered {
+    text: String,
+    citations: Vec<Citation>,
+    grounded: bool,
+    fallback: Option<Fallback>,
+    model: String,
+    cached: bool,
+    usage: Usage,
+}
+
+fn user_message<'a>(
+    turn: &'a Turn,
+    standalone_q: &'a str,
+    status: &'a str,
+    error: Option<&'a str>,
+    warnings: &Value,
+) -> NewMessage<'a> {
+    NewMessage {
+        role: "user",
+        content: &turn.content,
+        citations: json!([]),
+        status,
+        error,
+        provider: None,
+        model: None,
+        latency_ms: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+        cached: false,
+        grounded: None,
+        standalone: (standalone_q != turn.content).then_some(standalone_q),
+        fallback: None,
+        warnings: warnings.clone(),
+    }
+}
+
+/// Hits as the provider sees them, numbered from 1 in retrieval order.
+fn passages(hits: &[Hit]) -> Vec<Passage> {
+    hits.iter()
+        .enumerate()
+        .map(|(i, h)| Passage {
+            index: i + 1,
+            title: h.title.clone(),
+            text: h.text.clone(),
+            question: h.question.clone(),
+            answer: h.answer.clone(),
+            similarity: h.similarity,
+        })
+        .collect()
+}
+
+/// The answer text and its citations: the provider's own (extractive), else parsed `[n]` markers.
+fn cite(completion: Completion, hits: &[Hit]) -> (String, Vec<Citation>) {
+    let (text, cited) = match completion.citations {
+        Some(c) => (completion.text, c),
+        None => citations::parse(&completion.text, hits.len()),
+    };
+    let citations = cited
+        .into_iter()
+        .filter_map(|(index, spans)| {
+            let h = hits.get(index.checked_sub(1)?)?;
+            Some(Citation {
+                index,
+                chunk_id: h.chunk_id,
+                document_id: h.document_id,
+                title: h.title.clone(),
+                snippet: h.text.chars().take(SNIPPET_CHARS).collect(),
+                score: h.score,
+                question: h.question.clone(),
+                spans,
+            })
+        })
+        .collect();
+    (text, citations)
+}
+
+/// Lower case, single spaces, no trailing punctuation: "How do I…?" and "how do i… " share a key.
+fn normalise(q: &str) -> String {
+    q.to_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_end_matches(['?', '!', '.', ' '])
+        .to_string()
+}
+
+fn seconds_to_midnight() -> u64 {
+    let now = chrono::Utc::now();
+    let secs = now.timestamp().rem_euclid(86_400);
+    (86_400 - secs).max(1) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalised_questions_share_a_key() {
+        assert_eq!(normalise("  How do I  Reset? "), "how do i reset");
+        assert_eq!(normalise("how do i reset"), "how do i reset");
+    }
+
+    fn hit(i: u128) -> Hit {
+        Hit {
+            chunk_id: Uuid::from_u128(i),
+            document_id: Uuid::from_u128(100 + i),
+            title: format!("t{i}"),
+            text: "x".repeat(400),
+            question: None,
+            answer: None,
+            metadata: json!({}),
+            score: 0.5,
+            similarity: 0.5,
+        }
+    }
+
+    #[test]
+    fn citations_point_at_real_hits_only() {
+        let c = Completion {
+            text: "A [1]. B [3]. C [2].".into(),
+            usage: Usage::default(),
+            model: "m".into(),
+            citations: None,
+        };
+        let (text, cites) = cite(c, &[hit(1), hit(2)]);
+        assert_eq!(text, "A [1]. B. C [2].");
+        assert_eq!(cites.len(), 2);
+        assert_eq!(cites[0].chunk_id, Uuid::from_u128(1));
+        assert_eq!(cites[1].index, 2);
+        assert_eq!(cites[0].snippet.chars().count(), SNIPPET_CHARS);
+    }
+}

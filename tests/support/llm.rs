@@ -1,0 +1,158 @@
+//! The local LLM server of the test stack (llama.cpp's OpenAI-compatible server), and a counting
+//! proxy in front of it that can also misbehave on cue (answer 429 or stall), so tests assert how
+//! many model calls a request made and how the provider client copes with faults — while the
+//! answers themselves still come from the real server.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Router,
+};
+
+/// What the proxy does with one request.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Answer this status (with `Retry-After: 0` for 429) without calling the server.
+    Status(u16),
+    /// Wait this long, then forward.
+    Stall(Duration),
+}
+
+/// The base URL (`…/v1`) and model of the stack's real LLM server.
+pub fn real_server() -> (String, String) {
+    (
+        crate::stack_env("RAGBOT_LLM_BASE_URL"),
+        crate::stack_env("RAGBOT_LLM_MODEL"),
+    )
+}
+
+#[derive(Clone)]
+struct Shared {
+    upstream: String,
+    http: reqwest::Client,
+    calls: Arc<AtomicUsize>,
+    script: Arc<Mutex<VecDeque<Step>>>,
+}
+
+pub struct LlmProxy {
+    /// The proxy's base URL, to use as `LLM_BASE_URL`.
+    pub url: String,
+    pub model: String,
+    calls: Arc<AtomicUsize>,
+    script: Arc<Mutex<VecDeque<Step>>>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl LlmProxy {
+    /// A proxy in front of the stack's LLM server; `script` says what the first requests get
+    /// (the rest are forwarded as they come).
+    pub async fn start(script: Vec<Step>) -> LlmProxy {
+        let (upstream, model) = real_server();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        let shared = Shared {
+            upstream,
+            http: reqwest::Client::new(),
+            calls: calls.clone(),
+            script: script.clone(),
+        };
+        let app = Router::new()
+            .route("/v1/chat/completions", post(completions))
+            .route("/v1/models", get(models))
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the LLM proxy");
+        let url = format!("http://{}/v1", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        LlmProxy {
+            url,
+            model,
+            calls,
+            script,
+            _server: server,
+        }
+    }
+
+    /// Completion requests received so far (including scripted failures).
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Adds steps for the next requests.
+    pub fn then(&self, steps: Vec<Step>) {
+        if let Ok(mut s) = self.script.lock() {
+            s.extend(steps);
+        }
+    }
+
+    /// The app's variables for the openai provider through this proxy.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("LLM_PROVIDER".into(), "openai".into()),
+            ("LLM_BASE_URL".into(), self.url.clone()),
+            ("LLM_MODEL".into(), self.model.clone()),
+            // Short answers keep the tests quick on 2 cores; temperature 0 for repeatability.
+            ("LLM_MAX_TOKENS".into(), "48".into()),
+            ("LLM_TEMPERATURE".into(), "0".into()),
+            // The one local server answers the tests' calls one at a time, on 2 busy cores.
+            ("LLM_DEADLINE_MS".into(), "120000".into()),
+        ]
+    }
+}
+
+async fn completions(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    s.calls.fetch_add(1, Ordering::SeqCst);
+    let step = s.script.lock().ok().and_then(|mut q| q.pop_front());
+    match step {
+        Some(Step::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return (status, [("retry-after", "0")], "scripted failure").into_response();
+        }
+        Some(Step::Stall(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
+    let mut req = s
+        .http
+        .post(format!("{}/chat/completions", s.upstream))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(auth) = headers.get("authorization") {
+        req = req.header("authorization", auth.as_bytes());
+    }
+    match req.send().await {
+        Ok(r) => {
+            let status =
+                StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let bytes = r.bytes().await.unwrap_or_default();
+            (status, [("content-type", "application/json")], bytes).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+async fn models(State(s): State<Shared>) -> Response {
+    match s.http.get(format!("{}/models", s.upstream)).send().await {
+        Ok(r) => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            r.bytes().await.unwrap_or_default(),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
