@@ -83,7 +83,9 @@ impl Dataset {
         }
         let known: HashSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
         if let Some((q, d)) = qrels.iter().find(|(_, d)| !known.contains(d.as_str())) {
-            return Err(format!("qrels.tsv: {q} points at {d}, which is not in the corpus"));
+            return Err(format!(
+                "qrels.tsv: {q} points at {d}, which is not in the corpus"
+            ));
         }
         Ok(Dataset {
             name: dir
@@ -184,8 +186,7 @@ pub async fn evaluate(
         .iter()
         .map(|e| (e.id.as_str(), e.answer.trim()))
         .collect();
-    let (mut hit, mut right, mut exact, mut fb_ans, mut fb_unans, mut errors) =
-        (0, 0, 0, 0, 0, 0);
+    let (mut hit, mut right, mut exact, mut fb_ans, mut fb_unans, mut errors) = (0, 0, 0, 0, 0, 0);
     let mut latencies = Vec::with_capacity(data.queries.len());
     for (i, q) in data.queries.iter().enumerate() {
         let started = Instant::now();
