@@ -13,6 +13,9 @@ pub struct ChatSettings {
     /// The knowledge base answers only when a passage is at least this similar to the question
     /// (`CHAT_MIN_SIMILARITY`); below it: the fallback, and no model call.
     pub min_similarity: f32,
+    /// Weight of a Q&A pair's answer beside its question in the relevance (`CHAT_ANSWER_WEIGHT`;
+    /// 0: the question alone).
+    pub answer_weight: f32,
     pub max_message_chars: usize,
     /// `ANSWER_CACHE_TTL_SECONDS`; 0 turns the cache off.
     pub cache_ttl_secs: u64,
@@ -28,7 +31,8 @@ impl Default for ChatSettings {
             system_prompt: crate::llm::prompt::DEFAULT_SYSTEM_PROMPT.to_string(),
             history_turns: 3,
             top_k: 5,
-            min_similarity: 0.5,
+            min_similarity: 0.48,
+            answer_weight: 0.2,
             max_message_chars: 4000,
             cache_ttl_secs: 86_400,
             tenant_daily_tokens: 1_000_000,
@@ -47,6 +51,7 @@ impl ChatSettings {
             history_turns: env.parse_or("CHAT_HISTORY_TURNS", d.history_turns)?,
             top_k: env.parse_or("CHAT_TOP_K", d.top_k)?,
             min_similarity: env.parse_or("CHAT_MIN_SIMILARITY", d.min_similarity)?,
+            answer_weight: env.parse_or("CHAT_ANSWER_WEIGHT", d.answer_weight)?,
             max_message_chars: env.parse_or("CHAT_MAX_MESSAGE_CHARS", d.max_message_chars)?,
             cache_ttl_secs: env.parse_or("ANSWER_CACHE_TTL_SECONDS", d.cache_ttl_secs)?,
             tenant_daily_tokens: env.parse_or("LLM_TENANT_DAILY_TOKENS", d.tenant_daily_tokens)?,
@@ -62,6 +67,12 @@ impl ChatSettings {
             return Err(ConfigError::Invalid {
                 name: "CHAT_MIN_SIMILARITY",
                 reason: "a cosine similarity between -1 and 1".into(),
+            });
+        }
+        if !(0.0..=5.0).contains(&s.answer_weight) {
+            return Err(ConfigError::Invalid {
+                name: "CHAT_ANSWER_WEIGHT",
+                reason: "must be between 0 and 5".into(),
             });
         }
         if s.history_turns > 20 {

@@ -117,7 +117,7 @@ impl LlmSettings {
                 reason: "must be at least 100".into(),
             });
         }
-        let qa_direct_threshold: f32 = env.parse_or("CHAT_QA_DIRECT_THRESHOLD", 0.5)?;
+        let qa_direct_threshold: f32 = env.parse_or("CHAT_QA_DIRECT_THRESHOLD", 0.48)?;
         if !(-1.0..=1.0).contains(&qa_direct_threshold) {
             return Err(ConfigError::Invalid {
                 name: "CHAT_QA_DIRECT_THRESHOLD",
