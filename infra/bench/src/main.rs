@@ -1,6 +1,6 @@
 //! `make bench`: measures and prints figures (a benchmark, not a test; nothing here can fail a build).
 //!
-//! `ragbot-bench [embedding|ingest|retrieve|large-pdf|large-text|all]` (default: embedding). The ingest
+//! `ragbot-bench [embedding|ingest|retrieve|chat|large-pdf|large-text|all]` (default: embedding). The ingest
 //! sections need the local stack (`make bench` starts a throwaway one).
 //!
 //! embedding: model load time, single short query latency p50/p95, throughput (texts/s) for
@@ -14,6 +14,7 @@ use std::{
 
 use ragbot::{embedding::LocalEmbedder, store::documents::NewDocument};
 
+mod chat;
 mod ingest;
 mod retrieve;
 
@@ -34,12 +35,14 @@ fn main() {
         "large-pdf" => ingest::large_pdf(),
         "large-text" => ingest::large_text(),
         "retrieve" => retrieve::run(),
+        "chat" => chat::run(),
         "all" => run(&dir)
             .and_then(|_| ingest::run())
             .and_then(|_| retrieve::run())
+            .and_then(|_| chat::run())
             .and_then(|_| ingest::children()),
         other => Err(format!(
-            "unknown bench '{other}': use embedding, ingest, retrieve, large-pdf, large-text or all"
+            "unknown bench '{other}': use embedding, ingest, retrieve, chat, large-pdf, large-text or all"
         )),
     };
     if let Err(e) = result {

@@ -64,11 +64,20 @@ enum Command {
     },
     /// Load realistic generated knowledge (refused when RAGBOT_ENV=production).
     Seed {
-        /// small ≈ 5 documents × 50 chunks + 20 Q&A pairs; medium ×5; large ×20.
+        /// small ≈ 5 documents × 50 chunks + 20 Q&A pairs + 3 conversations; medium ×5; large ×20.
         #[arg(long, default_value = "small")]
         size: String,
         #[arg(long)]
         tenant: Option<String>,
+        /// Owner of the seeded conversations (the `sub` of your token; `make token` uses `dev`).
+        #[arg(long, default_value = "dev")]
+        subject: String,
+        /// Only the conversations (asked through the chat pipeline against the knowledge there is).
+        #[arg(long, conflicts_with = "documents_only")]
+        conversations_only: bool,
+        /// Only the documents and Q&A pairs.
+        #[arg(long)]
+        documents_only: bool,
     },
     /// Re-embed every chunk whose model differs from the configured one (resumable).
     Reembed {
@@ -185,7 +194,19 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Dev { addr } => dev(addr).await,
         Command::Embed => embed_stdin().await,
         Command::Ingest { path, tenant } => ingest(&path, tenant.as_deref()).await,
-        Command::Seed { size, tenant } => seed(&size, tenant.as_deref()).await,
+        Command::Seed {
+            size,
+            tenant,
+            subject,
+            conversations_only,
+            documents_only,
+        } => {
+            let what = SeedParts {
+                documents: !conversations_only,
+                conversations: !documents_only,
+            };
+            seed(&size, tenant.as_deref(), &subject, what).await
+        }
         Command::Reembed { batch } => reembed(batch).await,
         Command::Invoke { function, event } => invoke(&function, &event).await,
         Command::Backup { command } => backup(command).await,
@@ -523,7 +544,17 @@ fn collect_files(path: &std::path::Path) -> Result<Vec<std::path::PathBuf>, Stri
     Ok(out)
 }
 
-async fn seed(size: &str, tenant: Option<&str>) -> Result<(), String> {
+struct SeedParts {
+    documents: bool,
+    conversations: bool,
+}
+
+async fn seed(
+    size: &str,
+    tenant: Option<&str>,
+    subject: &str,
+    what: SeedParts,
+) -> Result<(), String> {
     use ragbot::ingest::seed;
     let size: seed::Size = size.parse().map_err(|e| format!("--size: {e}"))?;
     let environment = Config::from_env().map_err(|e| e.to_string())?.environment;
@@ -532,32 +563,71 @@ async fn seed(size: &str, tenant: Option<&str>) -> Result<(), String> {
     }
     let state = operator_state(true).await?;
     let tenant = tenant_or_default(&state, tenant)?;
-    let docs = seed::documents(size);
     let bodies = seed::qa_bodies(size);
-    let bar = progress((docs.len() + bodies.len()) as u64, "seeding");
-    let mut chunks = 0;
-    for (name, md) in docs {
-        bar.set_message(name.clone());
-        let report = put_and_ingest(
-            &state,
-            &format!("tenants/{tenant}/seed/{name}"),
-            md.into_bytes(),
-        )
-        .await?;
-        chunks += report.chunks.unwrap_or(0);
-        bar.inc(1);
+    if what.documents {
+        let docs = seed::documents(size);
+        let bar = progress((docs.len() + bodies.len()) as u64, "seeding");
+        let mut chunks = 0;
+        for (name, md) in docs {
+            bar.set_message(name.clone());
+            let report = put_and_ingest(
+                &state,
+                &format!("tenants/{tenant}/seed/{name}"),
+                md.into_bytes(),
+            )
+            .await?;
+            chunks += report.chunks.unwrap_or(0);
+            bar.inc(1);
+        }
+        for body in &bodies {
+            bar.set_message(body.document_title.clone());
+            let outcome =
+                ragbot::ingest::qa::ingest(&state.store, state.embedder.as_deref(), &tenant, body)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            chunks += outcome.chunks;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        eprintln!("seed: {size:?} knowledge in tenant {tenant}: {chunks} chunks");
     }
-    for body in &bodies {
-        bar.set_message(body.document_title.clone());
-        let outcome =
-            ragbot::ingest::qa::ingest(&state.store, state.embedder.as_deref(), &tenant, body)
-                .await
-                .map_err(|e| e.to_string())?;
-        chunks += outcome.chunks;
-        bar.inc(1);
+    if what.conversations {
+        // Two turns each, asked through the chat pipeline (the configured provider), so the
+        // messages carry real citations of the tenant's chunks.
+        let questions: Vec<&str> = bodies
+            .iter()
+            .flat_map(|b| b.question_answer_data.iter().map(|p| p.question.as_str()))
+            .collect();
+        let n = seed::conversations(size).min(questions.len());
+        let bar = progress(n as u64, "conversations");
+        let mut cited = 0;
+        for q in questions.iter().take(n) {
+            let mut conversation = None;
+            for message in [*q, "and who do I ask if that does not work?"] {
+                let a = state
+                    .chat
+                    .answer(ragbot::chat::Question {
+                        tenant: &tenant,
+                        owner: subject,
+                        conversation_id: conversation,
+                        message,
+                        top_k: None,
+                        mode: None,
+                        filters: None,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                cited += a.citations.len();
+                conversation = Some(a.conversation_id);
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        eprintln!(
+            "seed: {n} conversations of 2 turns for subject {subject} in tenant {tenant} ({cited} citations, provider {})",
+            state.chat.provider().name()
+        );
     }
-    bar.finish_and_clear();
-    eprintln!("seed: {size:?} knowledge in tenant {tenant}: {chunks} chunks");
     Ok(())
 }
 

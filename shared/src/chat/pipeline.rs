@@ -133,62 +133,11 @@ impl Chat {
             .standalone(&history, question, deadline, &mut usage, &mut warnings)
             .await;
 
-        // 5. Retrieval, through the library.
-        let search_text: String = standalone_q
-            .chars()
-            .take(self.d.retrieve.max_query_chars)
-            .collect();
-        let retrieved = retrieval::search(
-            &self.d.store,
-            self.d.embedder.as_deref(),
-            q.tenant,
-            &RetrieveRequest {
-                query: search_text,
-                top_k: Some(top_k),
-                threshold: None,
-                mode: Some(mode),
-                filters: q.filters.cloned(),
-            },
-            &self.d.retrieve,
-        )
-        .await?;
-        let relevance = self.relevance(&standalone_q, &retrieved.results).await;
-        // The hit most similar to the question must be relevant enough.
-        let best = retrieved
-            .results
-            .iter()
-            .zip(&relevance)
-            .max_by(|a, b| a.0.similarity.total_cmp(&b.0.similarity))
-            .map_or(f64::NEG_INFINITY, |(_, r)| *r);
         let turn = Turn {
             role: Role::User,
             content: question.to_string(),
         };
-
-        // 6. Nothing relevant enough: the fallback, no model call.
-        if retrieved.results.is_empty() || best < f64::from(s.min_similarity) {
-            let fallback = match retrieved.fallback {
-                Some(f) => f,
-                None => retrieval::fallback(&self.d.store, q.tenant, &self.d.retrieve).await?,
-            };
-            metric("ChatFallbacks", 1.0, Unit::Count);
-            let answer = Answered {
-                text: fallback.disclaimer.clone(),
-                citations: Vec::new(),
-                grounded: false,
-                fallback: Some(fallback),
-                model: llm.model().to_string(),
-                cached: false,
-                usage,
-            };
-            return self
-                .persist(q, &turn, &standalone_q, answer, warnings, started)
-                .await;
-        }
-        let hits = retrieved.results;
-        let passages = passages(&hits);
-
-        // 7. The answer cache.
+        // 5. The answer cache (only grounded answers are cached, so a hit needs no retrieval).
         let key = self.cache_key(q, knowledge, &standalone_q, mode, top_k);
         if let (Some(cache), Some(key)) = (&self.d.cache, &key) {
             match cache.get(key).await {
@@ -215,6 +164,57 @@ impl Chat {
                 }
             }
         }
+
+        // 6. Retrieval, through the library.
+        let search_text: String = standalone_q
+            .chars()
+            .take(self.d.retrieve.max_query_chars)
+            .collect();
+        let (retrieved, query_vector) = retrieval::search_embedded(
+            &self.d.store,
+            self.d.embedder.as_deref(),
+            q.tenant,
+            &RetrieveRequest {
+                query: search_text,
+                top_k: Some(top_k),
+                threshold: None,
+                mode: Some(mode),
+                filters: q.filters.cloned(),
+            },
+            &self.d.retrieve,
+        )
+        .await?;
+        let relevance = self.relevance(&query_vector, &retrieved.results).await;
+        // The hit most similar to the question must be relevant enough.
+        let best = retrieved
+            .results
+            .iter()
+            .zip(&relevance)
+            .max_by(|a, b| a.0.similarity.total_cmp(&b.0.similarity))
+            .map_or(f64::NEG_INFINITY, |(_, r)| *r);
+
+        // 7. Nothing relevant enough: the fallback, no model call.
+        if retrieved.results.is_empty() || best < f64::from(s.min_similarity) {
+            let fallback = match retrieved.fallback {
+                Some(f) => f,
+                None => retrieval::fallback(&self.d.store, q.tenant, &self.d.retrieve).await?,
+            };
+            metric("ChatFallbacks", 1.0, Unit::Count);
+            let answer = Answered {
+                text: fallback.disclaimer.clone(),
+                citations: Vec::new(),
+                grounded: false,
+                fallback: Some(fallback),
+                model: llm.model().to_string(),
+                cached: false,
+                usage,
+            };
+            return self
+                .persist(q, &turn, &standalone_q, answer, warnings, started)
+                .await;
+        }
+        let hits = retrieved.results;
+        let passages = passages(&hits);
 
         // 8. Generation.
         let turns: Vec<Turn> = history;
@@ -292,27 +292,40 @@ impl Chat {
     /// differently but answered by the stored answer more. On the stackfaq-dev set this moved the
     /// trade-off from 97.2 % right / 86.7 % fallback (question similarity alone at 0.5) to
     /// 97.2 % / 87.8–91.1 % over thresholds 0.47–0.495.
-    async fn relevance(&self, question: &str, hits: &[Hit]) -> Vec<f64> {
+    async fn relevance(&self, query: &[f32], hits: &[Hit]) -> Vec<f64> {
         let mut relevance: Vec<f64> = hits.iter().map(|h| h.similarity).collect();
         let w = f64::from(self.d.settings.answer_weight);
+        let t = f64::from(self.d.settings.min_similarity);
         let Some(embedder) = self.d.embedder.as_ref().filter(|_| w > 0.0) else {
             return relevance;
         };
-        // The few best Q&A hits decide; the answer vectors are computed for them only.
+        // The few best Q&A hits decide, and only when the answer can tip the decision: with an
+        // answer similarity in [0, 1] the blend passes `t` for sure from `s >= t(1 + w)` and
+        // never below `s < t(1 + w) - w`.
+        let (sure, never) = (t * (1.0 + w), t * (1.0 + w) - w);
+        let best = hits
+            .iter()
+            .map(|h| h.similarity)
+            .fold(f64::NEG_INFINITY, f64::max);
+        if best >= sure || best < never {
+            return relevance;
+        }
         let mut qa: Vec<usize> = (0..hits.len())
-            .filter(|&i| hits[i].answer.is_some())
+            .filter(|&i| hits[i].answer.is_some() && hits[i].similarity >= never)
             .collect();
         qa.sort_by(|&a, &b| hits[b].similarity.total_cmp(&hits[a].similarity));
         qa.truncate(ANSWER_CHECKS);
         if qa.is_empty() {
             return relevance;
         }
-        let mut texts: Vec<&str> = vec![question];
-        texts.extend(qa.iter().filter_map(|&i| hits[i].answer.as_deref()));
+        let texts: Vec<&str> = qa
+            .iter()
+            .filter_map(|&i| hits[i].answer.as_deref())
+            .collect();
         match embedder.embed(&texts).await {
             Ok(v) if v.len() == texts.len() => {
                 for (k, &i) in qa.iter().enumerate() {
-                    let answer_sim = f64::from(crate::embedding::cosine(&v[0], &v[k + 1]));
+                    let answer_sim = f64::from(crate::embedding::cosine(query, &v[k]));
                     relevance[i] = (hits[i].similarity + w * answer_sim) / (1.0 + w);
                 }
             }

@@ -173,6 +173,15 @@ pub fn documents(size: Size) -> Vec<(String, String)> {
 }
 
 /// Question/answer documents (25 pairs per document).
+/// How many two-turn conversations `ragbot seed` creates.
+pub fn conversations(size: Size) -> usize {
+    match size {
+        Size::Small => 3,
+        Size::Medium => 15,
+        Size::Large => 60,
+    }
+}
+
 pub fn qa_bodies(size: Size) -> Vec<QaBody> {
     let (_, _, pairs) = size.shape();
     let mut rng = Lcg(42);

@@ -13,7 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use query::{check_query, check_text, QueryCheck};
-pub use search::{fallback, search};
+pub use search::{fallback, search, search_embedded};
 
 use crate::{embedding::EmbeddingError, store::StoreError};
 

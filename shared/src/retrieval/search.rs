@@ -141,6 +141,19 @@ pub async fn search(
     req: &RetrieveRequest,
     s: &RetrieveSettings,
 ) -> Result<RetrieveResponse, RetrieveError> {
+    search_embedded(store, embedder, tenant, req, s)
+        .await
+        .map(|(r, _)| r)
+}
+
+/// [`search`], also returning the query's embedding (the chat pipeline compares it with answers).
+pub async fn search_embedded(
+    store: &Store,
+    embedder: Option<&dyn EmbeddingProvider>,
+    tenant: &Tenant,
+    req: &RetrieveRequest,
+    s: &RetrieveSettings,
+) -> Result<(RetrieveResponse, Vec<f32>), RetrieveError> {
     let checked = check_query(&req.query, s.max_query_chars)?;
     let (top_k, threshold) = validate(req, s)?;
     let mode = req.mode.unwrap_or_default();
@@ -175,7 +188,7 @@ pub async fn search(
     };
     let vector = documents::vector_type(&tx).await?;
     let mut b = Binds::default();
-    let qv = b.push(pgvector::Vector::from(q), vector);
+    let qv = b.push(pgvector::Vector::from(q.clone()), vector);
     let t = b.push(tenant.as_str().to_string(), Type::TEXT);
     let filters = filter_sql(req.filters.as_ref(), tenant.as_str(), &mut b);
     let thr = b.push(f64::from(threshold), Type::FLOAT8);
@@ -256,13 +269,16 @@ pub async fn search(
         None
     };
     tx.commit().await?;
-    Ok(RetrieveResponse {
-        results,
-        mode,
-        threshold,
-        fallback,
-        warnings: checked.warnings,
-    })
+    Ok((
+        RetrieveResponse {
+            results,
+            mode,
+            threshold,
+            fallback,
+            warnings: checked.warnings,
+        },
+        q,
+    ))
 }
 
 /// The fallback: sample questions from the tenant's Q&A pairs and the disclaimer.

@@ -1,0 +1,282 @@
+//! Chat figures (`BENCH=chat make bench`): the pipeline's own time (everything but the model
+//! call) warm at 10k chunks, the cache-hit answer, and the local LLM's speed.
+//!
+//! The knowledge: 10 documents × 1000 chunks (real passage embeddings mixed as in the retrieve
+//! bench, loaded by binary COPY) plus 40 Q&A pairs embedded for real. Questions are paraphrases of
+//! the Q&A questions, so the pipeline runs its whole grounded path: check, context, retrieval
+//! (hybrid), relevance, answer, citations, persistence of both messages. The extractive provider
+//! answers Q&A pairs verbatim without any model, so its timings are the pipeline's overhead.
+
+use std::{sync::Arc, time::Instant};
+
+use ragbot::{
+    auth::Tenant,
+    aws::DynamoAnswerCache,
+    chat::{Chat, ChatDeps, Question},
+    ingest::{
+        qa::{self, QaBody, QaPair},
+        seed,
+    },
+    llm::{self, AnswerPrompt, LlmKind, Passage},
+    store::documents::{self, NewChunk},
+};
+use serde_json::json;
+
+use crate::{bench_document, ms, pct, round};
+
+/// (stored question, how a user asks it)
+const PAIRS: [(&str, &str); 10] = [
+    (
+        "How far in advance must travel be requested?",
+        "how early do I need to request a business trip",
+    ),
+    (
+        "Who approves expense receipts?",
+        "who signs off my expense receipts",
+    ),
+    (
+        "How do I report a lost badge?",
+        "I lost my access badge, what do I do",
+    ),
+    (
+        "How many days of annual leave can be carried over?",
+        "can I carry unused holiday into next year",
+    ),
+    (
+        "How do I reset my password?",
+        "I forgot my password, how can I reset it",
+    ),
+    (
+        "What is the mileage allowance for company cars?",
+        "what do I get per mile when driving the company car",
+    ),
+    (
+        "How do I book a meeting room?",
+        "what are the rules for booking meeting rooms",
+    ),
+    (
+        "When is the deadline for overtime claims?",
+        "by when must overtime be claimed",
+    ),
+    (
+        "How long are invoices kept?",
+        "for how many years do we keep invoices",
+    ),
+    (
+        "Who can export customer data?",
+        "am I allowed to export customer data",
+    ),
+];
+
+async fn ask(
+    chat: &Chat,
+    tenant: &Tenant,
+    i: usize,
+) -> Result<(std::time::Duration, bool), String> {
+    let t = Instant::now();
+    let a = chat
+        .answer(Question {
+            tenant,
+            owner: "bench",
+            conversation_id: None,
+            message: PAIRS[i % PAIRS.len()].1,
+            top_k: None,
+            mode: None,
+            filters: None,
+        })
+        .await
+        .map_err(describe)?;
+    Ok((t.elapsed(), a.grounded))
+}
+
+fn describe(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+pub fn run() -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(describe)?;
+    rt.block_on(async {
+        let config = ragbot::Config::from_env().map_err(describe)?;
+        let state = ragbot::AppState::init(config).await.map_err(describe)?;
+        let embedder = state.embedder.clone().ok_or("no embedder")?;
+        let tenant = Tenant::parse("chatbench")?;
+
+        // 10k chunks.
+        let pool_texts: Vec<String> = (0..256).map(|i| seed::paragraph(20_000 + i, 140)).collect();
+        let mut pool = Vec::new();
+        for batch in pool_texts.chunks(32) {
+            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+            pool.extend(embedder.embed(&refs).await.map_err(describe)?);
+        }
+        let t = Instant::now();
+        let mut seed_n: u64 = 7;
+        let mut next = move |n: usize| {
+            seed_n = seed_n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed_n >> 33) as usize % n
+        };
+        for d in 0..10 {
+            let chunks: Vec<NewChunk> = (0..1000)
+                .map(|i| {
+                    let (a, b) = (&pool[next(pool.len())], &pool[next(pool.len())]);
+                    let mut v: Vec<f32> = a.iter().zip(b).map(|(x, y)| x + 0.5 * y).collect();
+                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                    v.iter_mut().for_each(|x| *x /= norm);
+                    NewChunk {
+                        text: pool_texts[(d * 1000 + i) % pool_texts.len()].clone(),
+                        question: None,
+                        answer: None,
+                        metadata: json!({}),
+                        embedding: v,
+                        token_count: Some(180),
+                    }
+                })
+                .collect();
+            let doc = bench_document(format!("chat bench document {d}"), format!("chatbench:{d}"));
+            let tx = state.store.begin(&tenant).await.map_err(describe)?;
+            let id = documents::upsert_document(&tx, &doc, "processing")
+                .await
+                .map_err(describe)?;
+            documents::replace_chunks(&tx, id, &chunks, embedder.model_id())
+                .await
+                .map_err(describe)?;
+            tx.commit().await.map_err(describe)?;
+        }
+        let body = QaBody {
+            document_title: "Staff FAQ".into(),
+            question_answer_data: PAIRS
+                .iter()
+                .enumerate()
+                .map(|(i, (q, _))| QaPair {
+                    question: q.to_string(),
+                    answer: seed::paragraph(30_000 + i as u64, 40),
+                })
+                .collect(),
+        };
+        qa::ingest(&state.store, Some(embedder.as_ref()), &tenant, &body)
+            .await
+            .map_err(describe)?;
+        eprintln!("chat: 10,000 chunks + {} Q&A pairs loaded in {:.1} s", PAIRS.len(), t.elapsed().as_secs_f64());
+
+        let extractive = llm::from_settings(
+            &ragbot::llm::LlmSettings {
+                kind: LlmKind::Extractive,
+                ..state.config.llm.clone()
+            },
+            Some(embedder.clone()),
+        )
+        .await
+        .map_err(describe)?;
+        let chat_with = |cache: bool| {
+            Chat::new(ChatDeps {
+                store: state.store.clone(),
+                embedder: Some(embedder.clone()),
+                llm: extractive.clone(),
+                cache: cache.then(|| Arc::new(DynamoAnswerCache::new(&state.aws)) as _),
+                budget: None,
+                settings: ragbot::chat::ChatSettings {
+                    cache_ttl_secs: if cache { 3600 } else { 0 },
+                    ..state.config.chat.clone()
+                },
+                retrieve: state.config.retrieve.clone(),
+                llm_deadline: state.config.llm.deadline,
+            })
+        };
+        // 1. The pipeline without cache: every step but a model call (the extractive provider
+        //    answers Q&A pairs verbatim).
+        let plain = chat_with(false);
+        for i in 0..20 {
+            ask(&plain, &tenant, i).await?;
+        }
+        let mut overhead = Vec::new();
+        let mut grounded = 0;
+        for i in 0..200 {
+            let (d, g) = ask(&plain, &tenant, i).await?;
+            overhead.push(d);
+            grounded += usize::from(g);
+        }
+        // 2. With the answer cache: the first ask of each question misses (lookup + store), the
+        //    next ones hit.
+        let cached = chat_with(true);
+        let mut misses = Vec::new();
+        for i in 0..PAIRS.len() {
+            misses.push(ask(&cached, &tenant, i).await?.0);
+        }
+        let mut hits = Vec::new();
+        for i in 0..200 {
+            hits.push(ask(&cached, &tenant, i).await?.0);
+        }
+
+        // 3. The local LLM (the stack's llama.cpp server), on a RAG prompt of 5 passages.
+        let mut llm_report = json!(null);
+        if let (Ok(base), Ok(model)) = (std::env::var("RAGBOT_LLM_BASE_URL"), std::env::var("RAGBOT_LLM_MODEL")) {
+            let provider = llm::openai::OpenAiChat::new(&ragbot::llm::LlmSettings {
+                kind: LlmKind::OpenAi,
+                base_url: base,
+                model: model.clone(),
+                max_tokens: 128,
+                temperature: 0.0,
+                ..state.config.llm.clone()
+            })
+            .map_err(describe)?;
+            let passages: Vec<Passage> = (0..5)
+                .map(|i| Passage {
+                    index: i + 1,
+                    title: format!("Policy {i}"),
+                    text: seed::paragraph(40_000 + i as u64, 120),
+                    question: None,
+                    answer: None,
+                    similarity: 0.6,
+                })
+                .collect();
+            let mut runs = Vec::new();
+            for q in ["How far in advance must travel be requested?", "Who approves expense receipts?", "How do I report a lost badge?"] {
+                let prompt = AnswerPrompt {
+                    system: &state.config.chat.system_prompt,
+                    history: &[],
+                    question: q,
+                    passages: &passages,
+                };
+                let t = Instant::now();
+                let c = ragbot::llm::LlmProvider::answer(&provider, &prompt, Instant::now() + std::time::Duration::from_secs(300))
+                    .await
+                    .map_err(describe)?;
+                runs.push((t.elapsed().as_secs_f64(), c.usage));
+            }
+            let secs: f64 = runs.iter().map(|r| r.0).sum();
+            let completion: u32 = runs.iter().map(|r| r.1.completion_tokens).sum();
+            let prompt: u32 = runs.iter().map(|r| r.1.prompt_tokens).sum();
+            llm_report = json!({
+                "model": model,
+                "answers": runs.len(),
+                "prompt_tokens_avg": prompt / runs.len() as u32,
+                "completion_tokens_avg": completion / runs.len() as u32,
+                "answer_s_avg": round(secs / runs.len() as f64),
+                "tokens_per_s_end_to_end": round(f64::from(completion) / secs),
+            });
+        }
+
+        let report = json!({
+            "bench": "chat",
+            "chunks": 10_000 + PAIRS.len(),
+            "pipeline_without_model_ms": {"p50": ms(pct(&mut overhead.clone(), 50.0)), "p95": ms(pct(&mut overhead.clone(), 95.0)), "grounded": grounded, "of": overhead.len()},
+            "cache_miss_ms": {"p50": ms(pct(&mut misses.clone(), 50.0)), "max": ms(pct(&mut misses.clone(), 100.0))},
+            "cache_hit_ms": {"p50": ms(pct(&mut hits.clone(), 50.0)), "p95": ms(pct(&mut hits.clone(), 95.0))},
+            "local_llm": llm_report,
+            "budget_ms_p95": 25,
+        });
+        eprintln!(
+            "chat (10k chunks, warm, extractive = no model call)\n  pipeline: p50 {:.1} ms, p95 {:.1} ms ({grounded}/{} grounded)   (budget: 25 ms p95)\n  cache hit: p50 {:.1} ms, p95 {:.1} ms\n  local LLM: {}",
+            ms(pct(&mut overhead.clone(), 50.0)),
+            ms(pct(&mut overhead, 95.0)),
+            200,
+            ms(pct(&mut hits.clone(), 50.0)),
+            ms(pct(&mut hits, 95.0)),
+            llm_report
+        );
+        println!("{report}");
+        Ok(())
+    })
+}
