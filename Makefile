@@ -38,7 +38,7 @@ bench: ## benchmarks on a throwaway stack (release build): embedding, ingestion,
 eval: ## retrieval quality (recall@10, nDCG@10) on ../shared/eval/scifact-subset, vector and hybrid (DATASET=…)
 	@bash infra/local/throwaway.sh ./target/release/ragbot eval --dataset $(or $(DATASET),../shared/eval/scifact-subset)
 
-eval-chat: ## chat quality (citation hit@1, right answers, fallback rates) on ../shared/eval/stackfaq-dev (DATASET=…, LLM_PROVIDER=extractive|openai)
+eval-chat: ## chat quality (citation hit@1, right answers, fallback rates) on ../shared/eval/stackfaq-dev (DATASET=…, LLM_PROVIDER=extractive|openai, EVAL_LIMIT=n questions)
 	@bash infra/local/throwaway.sh bash infra/local/eval-chat.sh $(or $(DATASET),../shared/eval/stackfaq-dev)
 
 seed: ## load generated knowledge into the running dev stack (SIZE=small|medium|large, TENANT=…)

@@ -11,4 +11,4 @@ export LLM_PROVIDER="${LLM_PROVIDER:-extractive}"
 export LLM_TENANT_DAILY_TOKENS=0 ANSWER_CACHE_TTL_SECONDS=0 RATE_LIMIT_USER=0
 # The local server answers one request at a time on two cores.
 export LLM_DEADLINE_MS="${LLM_DEADLINE_MS:-120000}"
-exec ./target/release/ragbot eval-chat --dataset "$dataset"
+exec ./target/release/ragbot eval-chat --dataset "$dataset" ${EVAL_LIMIT:+--limit "$EVAL_LIMIT"}

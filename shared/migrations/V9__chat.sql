@@ -18,6 +18,9 @@ ALTER TABLE messages
     ADD COLUMN feedback_at       timestamptz,
     ADD CONSTRAINT messages_id_tenant_key UNIQUE (id, tenant);
 
+-- The fallback's sample questions: the tenant's Q&A pairs without a scan of all its chunks.
+CREATE INDEX chunks_tenant_questions_idx ON chunks (tenant) WHERE question IS NOT NULL;
+
 CREATE TABLE knowledge_versions (
     tenant      text PRIMARY KEY CHECK (tenant <> ''),
     version     bigint NOT NULL DEFAULT 1,

@@ -108,6 +108,10 @@ enum Command {
         /// Keep the ingested entries and conversations (default: deleted at the end).
         #[arg(long)]
         keep: bool,
+        /// Ask only this many questions, spread evenly over the set (a local LLM takes seconds
+        /// per answer).
+        #[arg(long)]
+        limit: Option<usize>,
     },
     /// Run a function's Lambda handler on an event file against the local stack; print the result.
     Invoke {
@@ -215,7 +219,11 @@ async fn run(command: Command) -> Result<(), String> {
             mode,
             keep,
         } => eval(&dataset, mode.as_deref(), keep).await,
-        Command::EvalChat { dataset, keep } => eval_chat(&dataset, keep).await,
+        Command::EvalChat {
+            dataset,
+            keep,
+            limit,
+        } => eval_chat(&dataset, keep, limit).await,
         Command::Token {
             sub,
             tenant,
@@ -829,9 +837,12 @@ async fn eval(dir: &std::path::Path, mode: Option<&str>, keep: bool) -> Result<(
     Ok(())
 }
 
-async fn eval_chat(dir: &std::path::Path, keep: bool) -> Result<(), String> {
+async fn eval_chat(dir: &std::path::Path, keep: bool, limit: Option<usize>) -> Result<(), String> {
     use ragbot::chat::eval;
-    let data = eval::Dataset::load(dir)?;
+    let mut data = eval::Dataset::load(dir)?;
+    if let Some(n) = limit {
+        data.sample(n);
+    }
     let state = operator_state(true).await?;
     let embedder = state
         .embedder

@@ -42,6 +42,36 @@ struct TitanResponse {
     embedding: Vec<f32>,
 }
 
+/// A Bedrock runtime client: SDK standard retries (exponential backoff with jitter, 200 ms
+/// initial), an optional per-attempt timeout, an optional endpoint (a local stand-in in tests).
+pub(super) async fn runtime_client(
+    region: &str,
+    endpoint: Option<&str>,
+    max_retries: u32,
+    attempt_timeout: Option<Duration>,
+) -> aws_sdk_bedrockruntime::Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(max_retries + 1)
+                .with_initial_backoff(Duration::from_millis(200)),
+        );
+    if let Some(t) = attempt_timeout {
+        loader = loader.timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(t)
+                .build(),
+        );
+    }
+    let sdk = loader.load().await;
+    let mut conf = aws_sdk_bedrockruntime::config::Builder::from(&sdk);
+    if let Some(ep) = endpoint {
+        conf = conf.endpoint_url(ep);
+    }
+    aws_sdk_bedrockruntime::Client::from_conf(conf.build())
+}
+
 impl BedrockEmbedder {
     pub async fn new(s: BedrockSettings) -> Result<Self, EmbeddingError> {
         if s.model.starts_with("amazon.titan-embed-text-v2")
@@ -52,28 +82,14 @@ impl BedrockEmbedder {
                 s.dimension, s.model
             )));
         }
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(s.region.clone()))
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(s.max_retries + 1)
-                    .with_initial_backoff(Duration::from_millis(200)),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_attempt_timeout(s.timeout)
-                    .build(),
-            )
-            .load()
-            .await;
-        let mut conf = aws_sdk_bedrockruntime::config::Builder::from(&sdk);
-        if let Some(ep) = &s.endpoint {
-            conf = conf.endpoint_url(ep);
-        }
-        Ok(BedrockEmbedder {
-            client: aws_sdk_bedrockruntime::Client::from_conf(conf.build()),
-            s,
-        })
+        let client = runtime_client(
+            &s.region,
+            s.endpoint.as_deref(),
+            s.max_retries,
+            Some(s.timeout),
+        )
+        .await;
+        Ok(BedrockEmbedder { client, s })
     }
 
     async fn embed_one(&self, text: &str) -> Result<Vec<f32>, EmbeddingError> {

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use aws_config::{retry::RetryConfig, BehaviorVersion, Region};
 use aws_sdk_bedrockruntime::{
     error::DisplayErrorContext,
     types::{
@@ -31,21 +30,16 @@ pub struct BedrockChat {
 
 impl BedrockChat {
     pub async fn new(s: &LlmSettings) -> Result<Self, LlmError> {
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(s.region.clone()))
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(s.max_retries + 1)
-                    .with_initial_backoff(Duration::from_millis(200)),
-            )
-            .load()
-            .await;
-        let mut conf = aws_sdk_bedrockruntime::config::Builder::from(&sdk);
-        if let Some(ep) = &s.bedrock_endpoint {
-            conf = conf.endpoint_url(ep);
-        }
+        // No per-attempt timeout: the answer's deadline bounds the whole call.
+        let client = super::bedrock::runtime_client(
+            &s.region,
+            s.bedrock_endpoint.as_deref(),
+            s.max_retries,
+            None,
+        )
+        .await;
         Ok(BedrockChat {
-            client: aws_sdk_bedrockruntime::Client::from_conf(conf.build()),
+            client,
             model: s.model.clone(),
             temperature: s.temperature,
             max_tokens: s.max_tokens,

@@ -49,10 +49,32 @@ pub fn parse(text: &str, passages: usize) -> (String, CitedSpans) {
         clean.push(chars[i]);
         i += 1;
     }
-    // 2. Each marker supports the text from the previous boundary up to it.
+    // 2. Each marker supports the text from the previous boundary up to it; a marker that opens
+    //    its line (small models write "[1] text") supports the text after it, to the line's end.
     let mut cited: CitedSpans = Vec::new();
     let mut previous_end = 0;
-    for m in &markers {
+    for (k, m) in markers.iter().enumerate() {
+        let line_start = clean[..m.start]
+            .iter()
+            .rev()
+            .find(|c| !matches!(c, ' ' | '\t'))
+            .is_none_or(|c| *c == '\n');
+        if line_start {
+            let limit = markers.get(k + 1).map_or(clean.len(), |n| n.start);
+            let mut start = m.end;
+            while start < limit && clean[start].is_whitespace() {
+                start += 1;
+            }
+            let mut end = (start..limit).find(|&i| clean[i] == '\n').unwrap_or(limit);
+            while end > start && clean[end - 1].is_whitespace() {
+                end -= 1;
+            }
+            previous_end = m.end;
+            if start < end {
+                add(&mut cited, &m.indices, (start, end));
+            }
+            continue;
+        }
         let mut end = m.start;
         while end > previous_end && clean[end - 1].is_whitespace() {
             end -= 1;
@@ -73,21 +95,24 @@ pub fn parse(text: &str, passages: usize) -> (String, CitedSpans) {
             start += 1;
         }
         previous_end = m.end;
-        if start >= end {
-            continue;
-        }
-        for &n in &m.indices {
-            match cited.iter_mut().find(|(i, _)| *i == n) {
-                Some((_, spans)) => {
-                    if !spans.contains(&(start, end)) {
-                        spans.push((start, end));
-                    }
-                }
-                None => cited.push((n, vec![(start, end)])),
-            }
+        if start < end {
+            add(&mut cited, &m.indices, (start, end));
         }
     }
     (clean.into_iter().collect(), cited)
+}
+
+fn add(cited: &mut CitedSpans, indices: &[usize], span: (usize, usize)) {
+    for &n in indices {
+        match cited.iter_mut().find(|(i, _)| *i == n) {
+            Some((_, spans)) => {
+                if !spans.contains(&span) {
+                    spans.push(span);
+                }
+            }
+            None => cited.push((n, vec![span])),
+        }
+    }
 }
 
 /// A marker group starting at `chars[at] == '['`: its end and indices.
@@ -178,6 +203,20 @@ mod tests {
         let (text, cited) = parse("Café ouvert à 9 h [1]", 1);
         assert_eq!(span_text(&text, cited[0].1[0]), "Café ouvert à 9 h");
         assert_eq!(cited[0].1[0], (0, 17));
+    }
+
+    #[test]
+    fn a_marker_opening_its_line_cites_the_text_after_it() {
+        let (text, cited) = parse(
+            "[1] Archive them in the portal.\n[2] Approve two weeks ahead.",
+            2,
+        );
+        assert_eq!(cited.len(), 2);
+        assert_eq!(
+            span_text(&text, cited[0].1[0]),
+            "Archive them in the portal."
+        );
+        assert_eq!(span_text(&text, cited[1].1[0]), "Approve two weeks ahead.");
     }
 
     #[test]

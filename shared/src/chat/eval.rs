@@ -18,7 +18,7 @@ use crate::{
     auth::Tenant,
     embedding::EmbeddingProvider,
     ingest::qa::{self, QaBody, QaPair},
-    store::{conversations, documents, Store},
+    store::{conversations, Store},
 };
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +96,20 @@ impl Dataset {
             queries,
             qrels,
         })
+    }
+
+    /// Keeps `n` questions spread evenly over the set (answerable and unanswerable alike).
+    pub fn sample(&mut self, n: usize) {
+        let total = self.queries.len();
+        if n == 0 || n >= total {
+            return;
+        }
+        let keep: HashSet<usize> = (0..n).map(|i| i * total / n).collect();
+        let mut i = 0;
+        self.queries.retain(|_| {
+            i += 1;
+            keep.contains(&(i - 1))
+        });
     }
 
     /// (entries, answerable queries, unanswerable queries)
@@ -256,12 +270,8 @@ pub async fn cleanup(
     tenant: &Tenant,
     by_document: &HashMap<Uuid, String>,
 ) -> Result<(), String> {
+    crate::retrieval::eval::cleanup(store, tenant, by_document).await?;
     let tx = store.begin(tenant).await.map_err(|e| e.to_string())?;
-    for id in by_document.keys() {
-        documents::delete(&tx, *id)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
     loop {
         let page = conversations::list(&tx, EVAL_OWNER, None, 200)
             .await

@@ -55,9 +55,6 @@ pub struct Question<'a> {
     pub filters: Option<&'a Filters>,
 }
 
-/// Q&A hits whose answers are compared with the question (see [`Chat::relevance`]).
-const ANSWER_CHECKS: usize = 3;
-
 /// The snippet length of a citation, in characters.
 const SNIPPET_CHARS: usize = 300;
 
@@ -299,41 +296,33 @@ impl Chat {
         let Some(embedder) = self.d.embedder.as_ref().filter(|_| w > 0.0) else {
             return relevance;
         };
-        // The few best Q&A hits decide, and only when the answer can tip the decision: with an
-        // answer similarity in [0, 1] the blend passes `t` for sure from `s >= t(1 + w)` and
-        // never below `s < t(1 + w) - w`.
+        // Only the most similar hit decides (see `run`), and only when it is a Q&A pair whose
+        // answer can tip the decision: with an answer similarity in [0, 1] the blend passes `t`
+        // for sure from `s >= t(1 + w)` and never below `s < t(1 + w) - w`.
         let (sure, never) = (t * (1.0 + w), t * (1.0 + w) - w);
-        let best = hits
+        let Some((i, best)) = hits
             .iter()
-            .map(|h| h.similarity)
-            .fold(f64::NEG_INFINITY, f64::max);
-        if best >= sure || best < never {
+            .enumerate()
+            .max_by(|a, b| a.1.similarity.total_cmp(&b.1.similarity))
+        else {
+            return relevance;
+        };
+        let Some(answer) = best.answer.as_deref() else {
+            return relevance;
+        };
+        if best.similarity >= sure || best.similarity < never {
             return relevance;
         }
-        let mut qa: Vec<usize> = (0..hits.len())
-            .filter(|&i| hits[i].answer.is_some() && hits[i].similarity >= never)
-            .collect();
-        qa.sort_by(|&a, &b| hits[b].similarity.total_cmp(&hits[a].similarity));
-        qa.truncate(ANSWER_CHECKS);
-        if qa.is_empty() {
-            return relevance;
-        }
-        let texts: Vec<&str> = qa
-            .iter()
-            .filter_map(|&i| hits[i].answer.as_deref())
-            .collect();
-        match embedder.embed(&texts).await {
-            Ok(v) if v.len() == texts.len() => {
-                for (k, &i) in qa.iter().enumerate() {
-                    let answer_sim = f64::from(crate::embedding::cosine(query, &v[k]));
-                    relevance[i] = (hits[i].similarity + w * answer_sim) / (1.0 + w);
-                }
+        match embedder.embed(&[answer]).await {
+            Ok(v) if v.len() == 1 => {
+                let answer_sim = f64::from(crate::embedding::cosine(query, &v[0]));
+                relevance[i] = (best.similarity + w * answer_sim) / (1.0 + w);
             }
             Ok(_) => {
                 tracing::warn!("the embedder returned a wrong count; question similarity only")
             }
             Err(e) => {
-                tracing::warn!(error = %e, "embedding answers failed; question similarity only")
+                tracing::warn!(error = %e, "embedding the answer failed; question similarity only")
             }
         }
         relevance
@@ -536,6 +525,7 @@ impl Chat {
             None => conversations::create(&tx, q.owner, None).await?.id,
         };
         conversations::insert_message(&tx, conversation_id, user).await?;
+        conversations::touch(&tx, conversation_id, user.content).await?;
         let assistant_id = match assistant {
             Some(a) => Some(conversations::insert_message(&tx, conversation_id, a).await?),
             None => None,

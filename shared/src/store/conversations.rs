@@ -268,7 +268,7 @@ pub struct NewMessage<'a> {
 }
 
 /// Inserts a message into the conversation (the user's a microsecond before the answer, so the
-/// order of a turn never depends on the clock) and marks the conversation active.
+/// order of a turn never depends on the clock). [`touch`] marks the conversation active.
 pub async fn insert_message(
     tx: &TenantTx,
     conversation_id: Uuid,
@@ -307,19 +307,22 @@ pub async fn insert_message(
         )
         .await?;
     let row = row.ok_or_else(|| StoreError::Unavailable("INSERT returned no row".into()))?;
-    let id: Uuid = row.try_get(0)?;
+    Ok(row.try_get(0)?)
+}
+
+/// Marks the conversation active; a conversation without a title takes the first question's.
+pub async fn touch(tx: &TenantTx, conversation_id: Uuid, question: &str) -> Result<(), StoreError> {
     tx.execute(
-        "UPDATE conversations SET updated_at = now(),
-             title = coalesce(title, left($3, 80))
+        "UPDATE conversations SET updated_at = now(), title = coalesce(title, left($3, 80))
          WHERE tenant = $1 AND id = $2",
         &[
             tx.tenant_param(),
             (&conversation_id, Type::UUID),
-            (&m.content, Type::TEXT),
+            (&question, Type::TEXT),
         ],
     )
     .await?;
-    Ok(id)
+    Ok(())
 }
 
 /// Records feedback on an assistant message of the owner's conversation; the message as stored,
