@@ -100,6 +100,8 @@ pub fn run() -> Result<(), String> {
         .map_err(describe)?;
     rt.block_on(async {
         let config = ragbot::Config::from_env().map_err(describe)?;
+        // RUST_LOG=ragbot::chat=debug prints each answer's time per pipeline step on stderr.
+        ragbot::telemetry::init(ragbot::config::LogFormat::Text);
         let state = ragbot::AppState::init(config).await.map_err(describe)?;
         let embedder = state.embedder.clone().ok_or("no embedder")?;
         let tenant = Tenant::parse("chatbench")?;

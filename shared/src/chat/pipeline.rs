@@ -101,7 +101,9 @@ impl Chat {
         let mode = q.mode.unwrap_or(Mode::Hybrid);
 
         // 2. The conversation's last turns and the knowledge version, in one transaction.
+        let mut steps = Steps::start(started);
         let (history, knowledge) = self.context(q).await?;
+        steps.mark("context");
 
         // 3. The tenant's daily token budget (only providers that cost tokens).
         let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
@@ -129,6 +131,7 @@ impl Chat {
         let standalone_q = self
             .standalone(&history, question, deadline, &mut usage, &mut warnings)
             .await;
+        steps.mark("standalone");
 
         let turn = Turn {
             role: Role::User,
@@ -150,7 +153,7 @@ impl Chat {
                         usage,
                     };
                     return self
-                        .persist(q, &turn, &standalone_q, answer, warnings, started)
+                        .persist(q, &turn, &standalone_q, answer, warnings, &mut steps)
                         .await;
                 }
                 Ok(None) => metric("AnswerCacheMisses", 1.0, Unit::Count),
@@ -161,6 +164,8 @@ impl Chat {
                 }
             }
         }
+
+        steps.mark("cache");
 
         // 6. Retrieval, through the library.
         let search_text: String = standalone_q
@@ -181,7 +186,9 @@ impl Chat {
             &self.d.retrieve,
         )
         .await?;
+        steps.mark("retrieval");
         let relevance = self.relevance(&query_vector, &retrieved.results).await;
+        steps.mark("relevance");
         // The hit most similar to the question must be relevant enough.
         let best = retrieved
             .results
@@ -207,7 +214,7 @@ impl Chat {
                 usage,
             };
             return self
-                .persist(q, &turn, &standalone_q, answer, warnings, started)
+                .persist(q, &turn, &standalone_q, answer, warnings, &mut steps)
                 .await;
         }
         let hits = retrieved.results;
@@ -232,6 +239,7 @@ impl Chat {
                 return Err(e.into());
             }
         };
+        steps.mark("generation");
         metric(
             "LlmLatency",
             llm_started.elapsed().as_secs_f64() * 1000.0,
@@ -278,7 +286,7 @@ impl Chat {
             cached: false,
             usage,
         };
-        self.persist(q, &turn, &standalone_q, answer, warnings, started)
+        self.persist(q, &turn, &standalone_q, answer, warnings, &mut steps)
             .await
     }
 
@@ -441,9 +449,9 @@ impl Chat {
         standalone_q: &str,
         a: Answered,
         warnings: Vec<String>,
-        started: Instant,
+        steps: &mut Steps,
     ) -> Result<ChatResponse, ChatError> {
-        let latency_ms = started.elapsed().as_millis() as u64;
+        let latency_ms = steps.began.elapsed().as_millis() as u64;
         let llm = &self.d.llm;
         let fallback_json = a
             .fallback
@@ -470,6 +478,8 @@ impl Chat {
             warnings: warnings_json.clone(),
         };
         let (conversation_id, message_id) = self.write_turn(q, &user, Some(&assistant)).await?;
+        steps.mark("persist");
+        tracing::debug!(steps = %steps, cached = a.cached, grounded = a.grounded, "chat pipeline steps (ms)");
         let message_id = message_id
             .ok_or_else(|| StoreError::Unavailable("the answer was not stored".into()))?;
         Ok(ChatResponse {
@@ -532,6 +542,43 @@ impl Chat {
         };
         tx.commit().await?;
         Ok((conversation_id, assistant_id))
+    }
+}
+
+/// Time spent per pipeline step, logged at debug level (`RUST_LOG=ragbot::chat=debug`).
+struct Steps {
+    /// When the request's answer began (its `latency_ms` counts from here).
+    began: Instant,
+    last: Instant,
+    done: Vec<(&'static str, f64)>,
+}
+
+impl Steps {
+    fn start(began: Instant) -> Self {
+        Steps {
+            began,
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.done
+            .push((step, (now - self.last).as_secs_f64() * 1000.0));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Steps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (step, ms)) in self.done.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{step}={ms:.2}")?;
+        }
+        Ok(())
     }
 }
 
