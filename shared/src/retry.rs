@@ -41,9 +41,15 @@ mod tests {
     fn retry_after_reads_seconds() {
         let mut h = reqwest::header::HeaderMap::new();
         assert_eq!(retry_after(&h), None);
-        h.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            reqwest::header::HeaderValue::from_static("2"),
+        );
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            reqwest::header::HeaderValue::from_static("soon"),
+        );
         assert_eq!(retry_after(&h), None);
     }
 }
