@@ -199,6 +199,27 @@ pub fn run() -> Result<(), String> {
             overhead.push(d);
             grounded += usize::from(g);
         }
+        // Retrieval alone, per mode, for the same questions (what the pipeline's time rests on).
+        let mut by_mode = serde_json::Map::new();
+        for (name, mode) in [("vector", ragbot::retrieval::Mode::Vector), ("hybrid", ragbot::retrieval::Mode::Hybrid)] {
+            let mut times = Vec::new();
+            for i in 0..100 {
+                let req = ragbot::retrieval::RetrieveRequest {
+                    query: PAIRS[i % PAIRS.len()].1.to_string(),
+                    top_k: Some(state.config.chat.top_k),
+                    mode: Some(mode),
+                    ..Default::default()
+                };
+                let t = Instant::now();
+                ragbot::retrieval::search(&state.store, Some(embedder.as_ref()), &tenant, &req, &state.config.retrieve)
+                    .await
+                    .map_err(describe)?;
+                times.push(t.elapsed());
+            }
+            by_mode.insert(name.into(), json!({"p50": ms(pct(&mut times.clone(), 50.0)), "p95": ms(pct(&mut times, 95.0))}));
+        }
+        eprintln!("  retrieval alone: {}", serde_json::Value::Object(by_mode.clone()));
+
         // 2. With the answer cache: the first ask of each question misses (lookup + store), the
         //    next ones hit.
         let cached = chat_with(true);
@@ -267,6 +288,7 @@ pub fn run() -> Result<(), String> {
             "cache_miss_ms": {"p50": ms(pct(&mut misses.clone(), 50.0)), "max": ms(pct(&mut misses.clone(), 100.0))},
             "cache_hit_ms": {"p50": ms(pct(&mut hits.clone(), 50.0)), "p95": ms(pct(&mut hits.clone(), 95.0))},
             "local_llm": llm_report,
+            "retrieval_only_ms": by_mode,
             "budget_ms_p95": 25,
         });
         eprintln!(
