@@ -24,6 +24,29 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
+/// A provider's non-success answer, read once: its status, `Retry-After`, the start of its body,
+/// and whether retrying may help (429 and 5xx).
+pub struct Failure {
+    pub status: reqwest::StatusCode,
+    pub retry_after: Option<Duration>,
+    pub detail: String,
+    pub retryable: bool,
+}
+
+impl Failure {
+    pub async fn read(resp: reqwest::Response) -> Failure {
+        let status = resp.status();
+        let retry_after = retry_after(resp.headers());
+        let text = resp.text().await.unwrap_or_default();
+        Failure {
+            status,
+            retry_after,
+            detail: text.chars().take(300).collect(),
+            retryable: status.as_u16() == 429 || status.is_server_error(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

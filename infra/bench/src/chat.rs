@@ -18,7 +18,7 @@ use ragbot::{
         seed,
     },
     llm::{self, AnswerPrompt, LlmKind, Passage},
-    store::documents::{self, NewChunk},
+    store::documents,
 };
 use serde_json::json;
 
@@ -107,35 +107,11 @@ pub fn run() -> Result<(), String> {
         let tenant = Tenant::parse("chatbench")?;
 
         // 10k chunks.
-        let pool_texts: Vec<String> = (0..256).map(|i| seed::paragraph(20_000 + i, 140)).collect();
-        let mut pool = Vec::new();
-        for batch in pool_texts.chunks(32) {
-            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-            pool.extend(embedder.embed(&refs).await.map_err(describe)?);
-        }
+        let (pool_texts, pool) = crate::retrieve::passage_pool(embedder.as_ref(), 20_000, 256).await?;
         let t = Instant::now();
-        let mut seed_n: u64 = 7;
-        let mut next = move |n: usize| {
-            seed_n = seed_n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (seed_n >> 33) as usize % n
-        };
+        let mut rng = crate::retrieve::Lcg(7);
         for d in 0..10 {
-            let chunks: Vec<NewChunk> = (0..1000)
-                .map(|i| {
-                    let (a, b) = (&pool[next(pool.len())], &pool[next(pool.len())]);
-                    let mut v: Vec<f32> = a.iter().zip(b).map(|(x, y)| x + 0.5 * y).collect();
-                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                    v.iter_mut().for_each(|x| *x /= norm);
-                    NewChunk {
-                        text: pool_texts[(d * 1000 + i) % pool_texts.len()].clone(),
-                        question: None,
-                        answer: None,
-                        metadata: json!({}),
-                        embedding: v,
-                        token_count: Some(180),
-                    }
-                })
-                .collect();
+            let chunks = crate::retrieve::mixed_chunks(&pool_texts, &pool, &mut rng, d * 1000, 1000);
             let doc = bench_document(format!("chat bench document {d}"), format!("chatbench:{d}"));
             let tx = state.store.begin(&tenant).await.map_err(describe)?;
             let id = documents::upsert_document(&tx, &doc, "processing")

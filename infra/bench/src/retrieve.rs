@@ -80,7 +80,54 @@ fn describe(e: impl std::fmt::Debug + std::fmt::Display) -> String {
     }
 }
 
-struct Lcg(u64);
+/// Real passage embeddings: `n` generated ~140-word passages (seeds from `seed_base`), embedded.
+pub(crate) async fn passage_pool(
+    embedder: &dyn ragbot::embedding::EmbeddingProvider,
+    seed_base: u64,
+    n: u64,
+) -> Result<(Vec<String>, Vec<Vec<f32>>), String> {
+    let texts: Vec<String> = (0..n)
+        .map(|i| seed::paragraph(seed_base + i, 140))
+        .collect();
+    let mut vectors = Vec::new();
+    for batch in texts.chunks(32) {
+        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+        vectors.extend(embedder.embed(&refs).await.map_err(describe)?);
+    }
+    Ok((texts, vectors))
+}
+
+/// `count` chunks numbered from `first`: each vector two pool members plus noise, normalised.
+pub(crate) fn mixed_chunks(
+    texts: &[String],
+    pool: &[Vec<f32>],
+    rng: &mut Lcg,
+    first: usize,
+    count: usize,
+) -> Vec<NewChunk> {
+    (first..first + count)
+        .map(|n| {
+            let a = &pool[rng.next_usize(pool.len())];
+            let b = &pool[rng.next_usize(pool.len())];
+            let mut v: Vec<f32> = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| x + 0.5 * y + 0.02 * rng.next_f32())
+                .collect();
+            normalise(&mut v);
+            NewChunk {
+                text: texts[n % texts.len()].clone(),
+                question: None,
+                answer: None,
+                metadata: json!({"n": n}),
+                embedding: v,
+                token_count: Some(180),
+            }
+        })
+        .collect()
+}
+
+pub(crate) struct Lcg(pub(crate) u64);
 impl Lcg {
     fn next_f32(&mut self) -> f32 {
         self.0 = self
@@ -123,12 +170,7 @@ pub fn run() -> Result<(), String> {
             .map_err(describe)?;
 
         // A pool of real passage embeddings.
-        let pool_texts: Vec<String> = (0..512).map(|i| seed::paragraph(10_000 + i, 140)).collect();
-        let mut pool = Vec::new();
-        for batch in pool_texts.chunks(32) {
-            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-            pool.extend(embedder.embed(&refs).await.map_err(describe)?);
-        }
+        let (pool_texts, pool) = passage_pool(embedder.as_ref(), 10_000, 512).await?;
 
         // The index is dropped for the load and rebuilt exactly as the migrations define it.
         let index_def: String = owner
@@ -192,26 +234,7 @@ pub fn run() -> Result<(), String> {
                 let mut rng = Lcg(n as u64);
                 let t = Instant::now();
                 for d in 0..n / 1000 {
-                    let chunks: Vec<NewChunk> = (0..1000)
-                        .map(|i| {
-                            let a = &pool[rng.next_usize(pool.len())];
-                            let b = &pool[rng.next_usize(pool.len())];
-                            let mut v: Vec<f32> = a
-                                .iter()
-                                .zip(b)
-                                .map(|(x, y)| x + 0.5 * y + 0.02 * rng.next_f32())
-                                .collect();
-                            normalise(&mut v);
-                            NewChunk {
-                                text: pool_texts[(d * 1000 + i) % pool_texts.len()].clone(),
-                                question: None,
-                                answer: None,
-                                metadata: json!({"n": d * 1000 + i}),
-                                embedding: v,
-                                token_count: Some(180),
-                            }
-                        })
-                        .collect();
+                    let chunks = mixed_chunks(&pool_texts, &pool, &mut rng, d * 1000, 1000);
                     let doc = bench_document(format!("bench document {d}"), format!("bench:{n}:{d}"));
                     let tx = state.store.begin(&tenant).await.map_err(describe)?;
                     let id = documents::upsert_document(&tx, &doc, "processing").await.map_err(describe)?;

@@ -67,10 +67,6 @@ impl Chat {
         &self.d.llm
     }
 
-    pub fn settings(&self) -> &ChatSettings {
-        &self.d.settings
-    }
-
     pub async fn answer(&self, q: Question<'_>) -> Result<ChatResponse, ChatError> {
         let started = Instant::now();
         let result = self.run(&q, started).await;
@@ -340,7 +336,7 @@ impl Chat {
         let tx = self.d.store.begin(q.tenant).await?;
         let history = match q.conversation_id {
             Some(id) => {
-                if conversations::get(&tx, id, q.owner).await?.is_none() {
+                if !conversations::owned(&tx, id, q.owner).await? {
                     tx.commit().await?;
                     return Err(ChatError::ConversationNotFound(id));
                 }
@@ -526,7 +522,7 @@ impl Chat {
         let conversation_id = match q.conversation_id {
             Some(id) => {
                 // Deleted meanwhile: nothing is written.
-                if conversations::get(&tx, id, q.owner).await?.is_none() {
+                if !conversations::owned(&tx, id, q.owner).await? {
                     tx.commit().await?;
                     return Err(ChatError::ConversationNotFound(id));
                 }

@@ -85,11 +85,13 @@ impl OpenAiEmbedder {
                     return self.collect(parsed, texts.len());
                 }
                 Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = crate::retry::retry_after(resp.headers());
-                    let text = resp.text().await.unwrap_or_default();
-                    let detail: String = text.chars().take(300).collect();
-                    if status.as_u16() != 429 && !status.is_server_error() {
+                    let crate::retry::Failure {
+                        status,
+                        retry_after,
+                        detail,
+                        retryable,
+                    } = crate::retry::Failure::read(resp).await;
+                    if !retryable {
                         return Err(EmbeddingError::Inference(format!(
                             "{} answered {status}: {detail}",
                             self.url

@@ -395,7 +395,7 @@ async fn feedback(
     }
     let owner = chat::owner_of(&who);
     let tx = state.store.begin(&who.tenant).await?;
-    if conversations::get(&tx, id, &owner).await?.is_none() {
+    if !conversations::owned(&tx, id, &owner).await? {
         tx.commit().await?;
         return Err(ChatError::ConversationNotFound(id).into());
     }

@@ -111,11 +111,13 @@ impl OpenAiChat {
                     return self.completion(parsed);
                 }
                 Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = crate::retry::retry_after(resp.headers());
-                    let text = resp.text().await.unwrap_or_default();
-                    let detail: String = text.chars().take(300).collect();
-                    if status.as_u16() != 429 && !status.is_server_error() {
+                    let crate::retry::Failure {
+                        status,
+                        retry_after,
+                        detail,
+                        retryable,
+                    } = crate::retry::Failure::read(resp).await;
+                    if !retryable {
                         return Err(LlmError::Provider(format!(
                             "{} answered {status}: {detail}",
                             self.url

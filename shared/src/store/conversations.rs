@@ -130,6 +130,17 @@ pub async fn get(tx: &TenantTx, id: Uuid, owner: &str) -> Result<Option<Conversa
     row.as_ref().map(conversation).transpose()
 }
 
+/// Whether the conversation exists and belongs to `owner` (a check, without its counts).
+pub async fn owned(tx: &TenantTx, id: Uuid, owner: &str) -> Result<bool, StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT 1 FROM conversations WHERE tenant = $1 AND id = $2 AND subject = $3",
+            &[tx.tenant_param(), (&id, Type::UUID), (&owner, Type::TEXT)],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
 pub async fn create(
     tx: &TenantTx,
     owner: &str,
