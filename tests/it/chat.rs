@@ -783,3 +783,71 @@ async fn bedrock_converse_answers_with_parsed_citations() {
         .unwrap()
         .contains("[1] Help centre FAQ"));
 }
+
+/// The openai provider's SSE client against the real local server: the text arrives in pieces,
+/// in order, and adds up to the completion; a reader that goes away stops the call.
+#[tokio::test]
+async fn the_openai_client_streams_an_answer_and_stops_when_its_reader_leaves() {
+    use ragbot::llm::{AnswerPrompt, LlmError, Passage};
+    let (url, model) = ragbot_tests::llm::real_server();
+    let app = app_with(vec![
+        ("LLM_PROVIDER".into(), "openai".into()),
+        ("LLM_BASE_URL".into(), url),
+        ("LLM_MODEL".into(), model),
+        ("LLM_MAX_TOKENS".into(), "24".into()),
+        ("LLM_TEMPERATURE".into(), "0".into()),
+    ])
+    .await;
+    let llm = app.state.chat.provider().clone();
+    let passages = [Passage {
+        index: 1,
+        title: "Gmail".into(),
+        text: "Open Settings, then Accounts and Import, then Change password.".into(),
+        question: None,
+        answer: None,
+        similarity: 0.8,
+    }];
+    let prompt = AnswerPrompt {
+        system: "Answer from the passages and cite them as [n].",
+        history: &[],
+        question: "How can I change my Gmail password?",
+        passages: &passages,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let reader = tokio::spawn(async move {
+        let mut pieces = Vec::new();
+        while let Some(p) = rx.recv().await {
+            pieces.push(p);
+        }
+        pieces
+    });
+    let done = llm.answer_stream(&prompt, deadline, &tx).await;
+    drop(tx);
+    let pieces = reader.await.unwrap();
+    let done = done.expect("a streamed answer");
+    assert!(pieces.len() > 1, "the answer came in pieces: {pieces:?}");
+    assert_eq!(
+        pieces.concat().trim(),
+        done.text,
+        "the pieces add up to the answer"
+    );
+    assert!(done.usage.completion_tokens > 0 && done.usage.prompt_tokens > 0);
+
+    // A reader that leaves after the first piece: the call ends as cancelled at once.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let reader = tokio::spawn(async move {
+        let first = rx.recv().await;
+        drop(rx);
+        first
+    });
+    let started = std::time::Instant::now();
+    let r = llm.answer_stream(&prompt, deadline, &tx).await;
+    assert!(reader.await.unwrap().is_some(), "a first piece arrived");
+    assert!(
+        matches!(r, Err(LlmError::Cancelled)),
+        "a closed reader cancels: {r:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

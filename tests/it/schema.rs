@@ -189,6 +189,57 @@ async fn chunks_cannot_cross_tenants_and_cascade_with_their_document() {
     assert_eq!(n, 0, "chunks cascade with their document");
 }
 
+/// Hybrid search's keyword matches come from a SECURITY DEFINER function (so the full-text index
+/// serves them under RLS); it must keep the policy's boundary: the transaction's tenant only, and
+/// nothing when no tenant is set.
+#[tokio::test]
+async fn keyword_matches_see_only_the_transactions_tenant() {
+    let db = TestDb::create(&ragbot_tests::stack_env("RAGBOT_PG_ADMIN_URL")).await;
+    let app = TestDb::connect(&db.app_url).await;
+    let v = pgvector_literal();
+    for tenant in ["a", "b"] {
+        app.batch_execute(&format!(
+            "SELECT set_config('ragbot.tenant', '{tenant}', false);
+             WITH d AS (INSERT INTO documents (tenant, title, source, source_key, content_sha256, mime)
+                        VALUES ('{tenant}', 'Doc', 'api', 'k', 'sha', 'text/plain') RETURNING id)
+             INSERT INTO chunks (document_id, tenant, ordinal, text, embedding, embedding_model)
+             SELECT id, '{tenant}', 0, 'the zebra protocol of {tenant}', '{v}', 'm' FROM d"
+        ))
+        .await
+        .unwrap();
+    }
+    let raw = |tenant: &'static str| {
+        let app = &app;
+        async move {
+            app.batch_execute(&format!(
+                "SELECT set_config('ragbot.tenant', '{tenant}', false)"
+            ))
+            .await
+            .unwrap();
+            app.query(
+                "SELECT id FROM ragbot_keyword_matches(websearch_to_tsquery('english', 'zebra'), 100)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .len()
+        }
+    };
+    assert_eq!(raw("a").await, 1, "tenant a matches its own chunk only");
+    assert_eq!(raw("b").await, 1, "tenant b matches its own chunk only");
+    assert_eq!(raw("c").await, 0, "a tenant without chunks matches nothing");
+    app.batch_execute("RESET ragbot.tenant").await.unwrap();
+    let n = app
+        .query(
+            "SELECT id FROM ragbot_keyword_matches(websearch_to_tsquery('english', 'zebra'), 100)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(n, 0, "the function itself returns nothing without a tenant");
+}
+
 fn pgvector_literal() -> String {
     let v: Vec<String> = (0..384)
         .map(|i| format!("{}", (i % 7) as f32 / 7.0))

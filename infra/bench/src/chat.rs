@@ -137,6 +137,7 @@ pub fn run() -> Result<(), String> {
             .await
             .map_err(describe)?;
         eprintln!("chat: 10,000 chunks + {} Q&A pairs loaded in {:.1} s", PAIRS.len(), t.elapsed().as_secs_f64());
+        crate::retrieve::analyze_chunks().await?;
 
         let extractive = llm::from_settings(
             &ragbot::llm::LlmSettings {

@@ -80,6 +80,20 @@ fn describe(e: impl std::fmt::Debug + std::fmt::Display) -> String {
     }
 }
 
+/// `VACUUM ANALYZE chunks` as the table's owner: a warm deployment's planner has statistics
+/// (autovacuum analyzes within a minute of a load); right after a bulk load it has none and picks
+/// an exact scan over the HNSW index.
+pub(crate) async fn analyze_chunks() -> Result<(), String> {
+    let url = std::env::var("MIGRATOR_DATABASE_URL")
+        .map_err(|_| "MIGRATOR_DATABASE_URL is not set (run with make bench)")?;
+    connect_once(&DatabaseConfig::for_url(url, TlsMode::Disable))
+        .await
+        .map_err(describe)?
+        .batch_execute("VACUUM ANALYZE chunks")
+        .await
+        .map_err(describe)
+}
+
 /// Real passage embeddings: `n` generated ~140-word passages (seeds from `seed_base`), embedded.
 pub(crate) async fn passage_pool(
     embedder: &dyn ragbot::embedding::EmbeddingProvider,

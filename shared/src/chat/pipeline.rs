@@ -1,9 +1,12 @@
 //! The answer pipeline (see the module docs of [`crate::chat`]).
 
 use std::{
-    sync::Arc,
+    num::NonZeroUsize,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+use lru::LruCache;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -15,7 +18,7 @@ use super::{
 };
 use crate::{
     auth::Tenant,
-    embedding::SharedEmbedder,
+    embedding::{EmbeddingProvider, SharedEmbedder},
     llm::{AnswerPrompt, Completion, Passage, Role, SharedLlm, Turn, Usage},
     retrieval::{self, Fallback, Filters, Hit, Mode, RetrieveRequest, RetrieveSettings},
     store::{
@@ -41,7 +44,16 @@ pub struct ChatDeps {
 
 pub struct Chat {
     d: ChatDeps,
+    /// Embeddings of Q&A answers the relevance blend needed, by answer text: business-approved
+    /// answers are few and asked about again and again, so a warm instance embeds each once.
+    answer_vectors: Mutex<LruCache<String, Arc<Vec<f32>>>>,
 }
+
+/// How many answer embeddings a warm instance keeps (1.5 kB each at 384 dimensions).
+const ANSWER_VECTORS: NonZeroUsize = match NonZeroUsize::new(4096) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
 
 /// One question to answer.
 pub struct Question<'a> {
@@ -60,7 +72,10 @@ const SNIPPET_CHARS: usize = 300;
 
 impl Chat {
     pub fn new(d: ChatDeps) -> Self {
-        Chat { d }
+        Chat {
+            d,
+            answer_vectors: Mutex::new(LruCache::new(ANSWER_VECTORS)),
+        }
     }
 
     pub fn provider(&self) -> &SharedLlm {
@@ -317,19 +332,47 @@ impl Chat {
         if best.similarity >= sure || best.similarity < never {
             return relevance;
         }
-        match embedder.embed(&[answer]).await {
-            Ok(v) if v.len() == 1 => {
-                let answer_sim = f64::from(crate::embedding::cosine(query, &v[0]));
-                relevance[i] = (best.similarity + w * answer_sim) / (1.0 + w);
-            }
-            Ok(_) => {
-                tracing::warn!("the embedder returned a wrong count; question similarity only")
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "embedding the answer failed; question similarity only")
-            }
+        if let Some(v) = self.answer_vector(embedder.as_ref(), answer).await {
+            let answer_sim = f64::from(crate::embedding::cosine(query, &v));
+            relevance[i] = (best.similarity + w * answer_sim) / (1.0 + w);
         }
         relevance
+    }
+
+    /// The embedding of a Q&A answer, from the instance's cache or the embedder (`None`, logged,
+    /// when it fails: the question's similarity decides alone).
+    async fn answer_vector(
+        &self,
+        embedder: &dyn EmbeddingProvider,
+        answer: &str,
+    ) -> Option<Arc<Vec<f32>>> {
+        // A poisoned lock only means another request panicked while holding it; the cache
+        // itself is still consistent (every operation is a single get or put).
+        let cached = match self.answer_vectors.lock() {
+            Ok(mut c) => c.get(answer).cloned(),
+            Err(p) => p.into_inner().get(answer).cloned(),
+        };
+        if cached.is_some() {
+            return cached;
+        }
+        match embedder.embed(&[answer]).await {
+            Ok(mut v) if v.len() == 1 => {
+                let v = Arc::new(v.pop()?);
+                match self.answer_vectors.lock() {
+                    Ok(mut c) => c.put(answer.to_string(), v.clone()),
+                    Err(p) => p.into_inner().put(answer.to_string(), v.clone()),
+                };
+                Some(v)
+            }
+            Ok(_) => {
+                tracing::warn!("the embedder returned a wrong count; question similarity only");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "embedding the answer failed; question similarity only");
+                None
+            }
+        }
     }
 
     async fn context(&self, q: &Question<'_>) -> Result<(Vec<Turn>, i64), ChatError> {

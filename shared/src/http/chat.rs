@@ -68,6 +68,14 @@ impl From<ChatError> for ApiError {
                 e.retry_after = Some(5);
                 e
             }
+            ChatError::Llm(LlmError::Cancelled) => {
+                tracing::info!("the client closed the answer's stream");
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "stream_closed",
+                    "the answer's stream was closed before it ended",
+                )
+            }
             ChatError::Llm(other) => {
                 tracing::error!(error = %other, "LLM provider error");
                 ApiError::new(

@@ -98,6 +98,7 @@ async fn embed_qa_legacy(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct UploadQuery {
     /// File name for a raw body (its extension picks the format when the content type does not).
@@ -226,6 +227,7 @@ fn sanitize_name(name: &str) -> String {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     /// `api`, `s3` or `qa`.

@@ -103,7 +103,13 @@ pub enum LlmError {
     Provider(String),
     #[error("LLM configuration: {0}")]
     Config(String),
+    /// The streamed answer's receiver went away (the client disconnected); generation stopped.
+    #[error("the answer's stream was closed by its reader")]
+    Cancelled,
 }
+
+/// Where a streamed answer's text pieces go, in order, as they are generated.
+pub type DeltaSender = tokio::sync::mpsc::Sender<String>;
 
 pub trait LlmProvider: Send + Sync {
     /// `extractive`, `openai` or `bedrock`.
@@ -120,6 +126,24 @@ pub trait LlmProvider: Send + Sync {
         prompt: &'a AnswerPrompt<'a>,
         deadline: Instant,
     ) -> BoxFuture<'a, Result<Completion, LlmError>>;
+    /// [`Self::answer`], streamed: each piece of the text goes to `deltas` as it is generated,
+    /// and the returned completion is the whole answer. A closed `deltas` stops the provider
+    /// call ([`LlmError::Cancelled`]). Providers that do not stream send their answer as one piece.
+    fn answer_stream<'a>(
+        &'a self,
+        prompt: &'a AnswerPrompt<'a>,
+        deadline: Instant,
+        deltas: &'a DeltaSender,
+    ) -> BoxFuture<'a, Result<Completion, LlmError>> {
+        Box::pin(async move {
+            let c = self.answer(prompt, deadline).await?;
+            deltas
+                .send(c.text.clone())
+                .await
+                .map_err(|_| LlmError::Cancelled)?;
+            Ok(c)
+        })
+    }
     /// The last question rewritten to stand on its own given the history; `None` when this
     /// provider does not rewrite (the pipeline then uses its own heuristic).
     fn rewrite<'a>(

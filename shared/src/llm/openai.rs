@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{
     prompt::{self, Message},
-    AnswerPrompt, Completion, LlmError, LlmProvider, LlmSettings, Turn, Usage,
+    AnswerPrompt, Completion, DeltaSender, LlmError, LlmProvider, LlmSettings, Turn, Usage,
 };
 use crate::BoxFuture;
 
@@ -53,6 +53,92 @@ struct WireUsage {
     completion_tokens: u32,
 }
 
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    delta: Option<WireMessage>,
+}
+
+/// The state of one `text/event-stream` answer: bytes in, text pieces out. Only `data:` lines
+/// matter to OpenAI-compatible streams (each a `chat.completion.chunk`, then `[DONE]`); comments,
+/// `event:`/`id:` fields and keep-alives are skipped. (A 60-line parser over `reqwest`'s
+/// `chunk()`, rather than `eventsource-stream` and reqwest's `stream` feature, for this.)
+#[derive(Default)]
+struct Stream {
+    pending: Vec<u8>,
+    text: String,
+    pieces: u32,
+    usage: Option<Usage>,
+    model: Option<String>,
+    done: bool,
+}
+
+impl Stream {
+    /// Takes the next bytes; returns the text pieces of the events they complete.
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<String>, serde_json::Error> {
+        self.pending.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\r', '\n']);
+            let Some(data) = line.strip_prefix("data:") else {
+                continue;
+            };
+            let data = data.trim_start();
+            if data == "[DONE]" {
+                self.done = true;
+                break;
+            }
+            let chunk: Chunk = serde_json::from_str(data)?;
+            if chunk.model.is_some() {
+                self.model = chunk.model;
+            }
+            if let Some(u) = chunk.usage {
+                self.usage = Some(Usage {
+                    prompt_tokens: u.prompt_tokens,
+                    completion_tokens: u.completion_tokens,
+                });
+            }
+            let piece: String = chunk
+                .choices
+                .into_iter()
+                .filter_map(|c| c.delta.and_then(|d| d.content))
+                .collect();
+            if !piece.is_empty() {
+                self.pieces += 1;
+                self.text.push_str(&piece);
+                out.push(piece);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The whole text, its usage and the model; `None` when no text came. A server that reports
+    /// no usage gets it estimated: one token per streamed piece (llama.cpp and vLLM send one per
+    /// token) and about four characters per prompt token.
+    fn finish(self, prompt_chars: usize) -> Option<(String, Usage, Option<String>)> {
+        if self.text.trim().is_empty() {
+            return None;
+        }
+        let usage = self.usage.unwrap_or(Usage {
+            prompt_tokens: u32::try_from(prompt_chars.div_ceil(4)).unwrap_or(u32::MAX),
+            completion_tokens: self.pieces,
+        });
+        Some((self.text, usage, self.model))
+    }
+}
+
 impl OpenAiChat {
     pub fn new(s: &LlmSettings) -> Result<Self, LlmError> {
         let http = reqwest::Client::builder()
@@ -72,44 +158,44 @@ impl OpenAiChat {
         })
     }
 
-    /// One completion of `messages`, retried within `deadline`.
-    pub async fn chat(
-        &self,
-        messages: &[Message],
-        max_tokens: u32,
-        deadline: Instant,
-    ) -> Result<Completion, LlmError> {
-        let body = json!({
+    fn body(&self, messages: &[Message], max_tokens: u32, stream: bool) -> serde_json::Value {
+        let mut body = json!({
             "model": self.model,
             "messages": messages.iter()
                 .map(|m| json!({"role": m.role, "content": m.content}))
                 .collect::<Vec<_>>(),
             "temperature": self.temperature,
             "max_tokens": max_tokens,
-            "stream": false,
+            "stream": stream,
         });
-        let started = Instant::now();
+        if stream {
+            // OpenAI then ends the stream with a usage chunk; servers that do not (llama.cpp's
+            // Python server) get their usage estimated (see `Stream::finish`).
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        body
+    }
+
+    /// The provider's successful response to `body`, retrying 429/5xx/transport failures within
+    /// `deadline`. `started` is when the answer began (for the timeout's message).
+    async fn send(
+        &self,
+        body: &serde_json::Value,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<reqwest::Response, LlmError> {
         let mut attempt = 0u32;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(LlmError::Timeout(started.elapsed().as_millis() as u64));
             }
-            let mut req = self.http.post(&self.url).json(&body).timeout(left);
+            let mut req = self.http.post(&self.url).json(body).timeout(left);
             if let Some(key) = &self.api_key {
                 req = req.bearer_auth(key);
             }
             let (retry_after, why) = match req.send().await {
-                Ok(resp) if resp.status().is_success() => {
-                    let parsed: Response = resp.json().await.map_err(|e| {
-                        if e.is_timeout() {
-                            LlmError::Timeout(started.elapsed().as_millis() as u64)
-                        } else {
-                            LlmError::Provider(format!("{}: unexpected response: {e}", self.url))
-                        }
-                    })?;
-                    return self.completion(parsed);
-                }
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => {
                     let crate::retry::Failure {
                         status,
@@ -144,6 +230,82 @@ impl OpenAiChat {
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
+    }
+
+    /// One completion of `messages`, retried within `deadline`.
+    pub async fn chat(
+        &self,
+        messages: &[Message],
+        max_tokens: u32,
+        deadline: Instant,
+    ) -> Result<Completion, LlmError> {
+        let started = Instant::now();
+        let resp = self
+            .send(&self.body(messages, max_tokens, false), started, deadline)
+            .await?;
+        let parsed: Response = resp.json().await.map_err(|e| {
+            if e.is_timeout() {
+                LlmError::Timeout(started.elapsed().as_millis() as u64)
+            } else {
+                LlmError::Provider(format!("{}: unexpected response: {e}", self.url))
+            }
+        })?;
+        self.completion(parsed)
+    }
+
+    /// One completion of `messages` as a server-sent event stream: each piece of text goes to
+    /// `deltas` as it arrives. Failures before the first byte are retried like [`Self::chat`];
+    /// once text has flowed a failure ends the answer (a retry would repeat what was sent).
+    /// A closed `deltas` (the client went away) drops the connection, which stops generation.
+    pub async fn chat_stream(
+        &self,
+        messages: &[Message],
+        max_tokens: u32,
+        deadline: Instant,
+        deltas: &DeltaSender,
+    ) -> Result<Completion, LlmError> {
+        let started = Instant::now();
+        let mut resp = self
+            .send(&self.body(messages, max_tokens, true), started, deadline)
+            .await?;
+        let mut stream = Stream::default();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = match tokio::time::timeout(left, resp.chunk()).await {
+                Err(_) => return Err(LlmError::Timeout(started.elapsed().as_millis() as u64)),
+                Ok(Err(e)) if e.is_timeout() => {
+                    return Err(LlmError::Timeout(started.elapsed().as_millis() as u64))
+                }
+                Ok(Err(e)) => {
+                    return Err(LlmError::Unavailable(format!(
+                        "{}: the stream broke off: {e}",
+                        self.url
+                    )))
+                }
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(bytes))) => bytes,
+            };
+            for text in stream.feed(&chunk).map_err(|e| {
+                LlmError::Provider(format!("{}: unexpected stream event: {e}", self.url))
+            })? {
+                if deltas.send(text).await.is_err() {
+                    return Err(LlmError::Cancelled);
+                }
+            }
+            if stream.done {
+                break;
+            }
+        }
+        let prompt_chars: usize = messages.iter().map(|m| m.content.chars().count()).sum();
+        stream
+            .finish(prompt_chars)
+            .map(|(text, usage, model)| Completion {
+                text: text.trim().to_string(),
+                usage,
+                model: model.unwrap_or_else(|| self.model.clone()),
+                citations: None,
+            })
+            .ok_or_else(|| LlmError::Provider(format!("{}: the stream carried no text", self.url)))
     }
 
     fn completion(&self, r: Response) -> Result<Completion, LlmError> {
@@ -190,6 +352,23 @@ impl LlmProvider for OpenAiChat {
         })
     }
 
+    fn answer_stream<'a>(
+        &'a self,
+        p: &'a AnswerPrompt<'a>,
+        deadline: Instant,
+        deltas: &'a DeltaSender,
+    ) -> BoxFuture<'a, Result<Completion, LlmError>> {
+        Box::pin(async move {
+            self.chat_stream(
+                &prompt::answer_messages(p),
+                self.max_tokens,
+                deadline,
+                deltas,
+            )
+            .await
+        })
+    }
+
     fn rewrite<'a>(
         &'a self,
         history: &'a [Turn],
@@ -220,5 +399,73 @@ impl LlmProvider for OpenAiChat {
                 Err(e) => Err(LlmError::Unavailable(format!("{}: {e}", self.models_url))),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(content: &str) -> String {
+        format!(
+            "data: {{\"model\":\"m1\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{}}}}}]}}\n\n",
+            serde_json::to_string(content).unwrap_or_default()
+        )
+    }
+
+    #[test]
+    fn pieces_come_out_as_their_events_complete_even_when_split_anywhere() {
+        let wire = format!(
+            ": keep-alive\r\n\r\ndata: {{\"choices\":[{{\"delta\":{{\"role\":\"assistant\"}}}}]}}\r\n\r\n{}{}{}data: [DONE]\n\n",
+            event("Hel"),
+            event("lo [1]"),
+            event(" wörld"),
+        );
+        // Every split point, including inside a multi-byte character.
+        for cut in 0..wire.len() {
+            let mut s = Stream::default();
+            let mut pieces = s.feed(&wire.as_bytes()[..cut]).unwrap();
+            pieces.extend(s.feed(&wire.as_bytes()[cut..]).unwrap());
+            assert_eq!(pieces, ["Hel", "lo [1]", " wörld"], "cut at {cut}");
+            assert!(s.done);
+            let (text, usage, model) = s.finish(40).unwrap();
+            assert_eq!(text, "Hello [1] wörld");
+            assert_eq!(model.as_deref(), Some("m1"));
+            assert_eq!(
+                usage,
+                Usage {
+                    prompt_tokens: 10,
+                    completion_tokens: 3
+                },
+                "estimated: one token per piece, four characters per prompt token"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reported_usage_wins_over_the_estimate() {
+        let mut s = Stream::default();
+        let wire = format!(
+            "{}data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":123,\"completion_tokens\":7}}}}\n\ndata: [DONE]\n\n",
+            event("Hi")
+        );
+        s.feed(wire.as_bytes()).unwrap();
+        let (_, usage, _) = s.finish(4000).unwrap();
+        assert_eq!(
+            usage,
+            Usage {
+                prompt_tokens: 123,
+                completion_tokens: 7
+            }
+        );
+    }
+
+    #[test]
+    fn an_empty_or_garbled_stream_is_an_error() {
+        let mut s = Stream::default();
+        s.feed(b"data: [DONE]\n\n").unwrap();
+        assert!(s.finish(10).is_none(), "no text: no completion");
+        let mut s = Stream::default();
+        assert!(s.feed(b"data: {not json}\n\n").is_err());
     }
 }

@@ -214,6 +214,16 @@ pub async fn search_embedded(
         Mode::Hybrid => {
             let text = b.push(checked.query.clone(), Type::TEXT);
             let pool = b.push((top_k * 4).clamp(40, 200) as i64, Type::INT8);
+            // The matches come from `ragbot_keyword_matches` (migration V10: the index serves
+            // them, which it cannot under RLS directly); filters apply on the way back.
+            let keyword_top = if filters.is_empty() {
+                format!("SELECT id, rank FROM m ORDER BY rank DESC LIMIT {pool}")
+            } else {
+                format!(
+                    "SELECT m.id, m.rank FROM m JOIN chunks c ON c.id = m.id
+                     WHERE c.tenant = {t}{filters} ORDER BY m.rank DESC LIMIT {pool}"
+                )
+            };
             format!(
                 "WITH v AS MATERIALIZED (
                      SELECT c.id, c.embedding <=> {qv} AS distance FROM chunks c
@@ -222,12 +232,10 @@ pub async fn search_embedded(
                  vr AS (SELECT id, row_number() OVER (ORDER BY distance + 0) AS r FROM v),
                  q AS (SELECT websearch_to_tsquery('english', {text}) AS query),
                  m AS MATERIALIZED (
-                     SELECT c.id, c.tsv FROM chunks c, q
-                     WHERE c.tenant = {t} AND c.tsv @@ q.query{filters}
-                     LIMIT {KEYWORD_CANDIDATES}),
+                     SELECT k.id, k.rank FROM q,
+                         ragbot_keyword_matches(q.query, {KEYWORD_CANDIDATES}) k),
                  t AS MATERIALIZED (
-                     SELECT m.id, ts_rank_cd(m.tsv, q.query) AS rank FROM m, q
-                     ORDER BY rank DESC LIMIT {pool}),
+                     {keyword_top}),
                  tr AS (SELECT id, row_number() OVER (ORDER BY rank DESC) AS r FROM t),
                  fused AS (
                      SELECT id, sum(1.0 / ({RRF_K} + r)) AS rrf, bool_or(keyword) AS keyword
