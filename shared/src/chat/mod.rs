@@ -31,6 +31,7 @@ use crate::{
 /// `POST /chat` body.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"message": "How do I reset my password?", "top_k": 5, "mode": "hybrid"}))]
 pub struct ChatRequest {
     /// The user's question (1–4,000 characters).
     pub message: String,
@@ -47,6 +48,7 @@ pub struct ChatRequest {
 /// `POST /conversations/{id}/messages` body.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"message": "And if I forgot my username?"}))]
 pub struct MessageRequest {
     pub message: String,
     pub top_k: Option<usize>,

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::{aws::AwsClients, embedding::EmbeddingProvider, store::Store, telemetry};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum ProbeStatus {
     #[serde(rename = "ok")]
     Ok,
@@ -22,7 +22,7 @@ pub enum ProbeStatus {
     NotConfigured,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Liveness {
     pub status: &'static str,
     pub version: &'static str,
@@ -37,7 +37,7 @@ pub fn liveness() -> Liveness {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DatabaseHealth {
     pub status: ProbeStatus,
     pub latency_ms: f64,
@@ -132,7 +132,7 @@ fn down(latency_ms: f64, error: String) -> DatabaseHealth {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Check {
     pub status: ProbeStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,7 +141,7 @@ pub struct Check {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     /// "ready" when every configured dependency answers, else "not_ready".
     pub status: &'static str,
@@ -238,7 +238,7 @@ fn round_ms(d: Duration) -> f64 {
 }
 
 /// A provider's state on `/health/ai-services`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum ServiceStatus {
     #[serde(rename = "available")]
     Available,
@@ -248,7 +248,7 @@ pub enum ServiceStatus {
     NotConfigured,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AiService {
     pub provider: String,
     pub model: String,
@@ -259,7 +259,7 @@ pub struct AiService {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AiServices {
     /// "ok" when every configured provider is available, else "degraded".
     pub status: &'static str,

@@ -361,6 +361,7 @@ async fn post_message(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"rating": "down", "comment": "The link in the answer is outdated."}))]
 struct FeedbackRequest {
     /// `up` or `down`.
     rating: String,

@@ -24,7 +24,7 @@ pub fn routes() -> Routes {
 /// with the probe's latency. Always 200 when the report could be made; `status` says `degraded`
 /// when a configured provider is unavailable.
 #[utoipa::path(get, path = "/health/ai-services", tag = "health",
-    responses((status = 200, description = "`{\"status\":\"ok\"|\"degraded\",\"llm\":{…},\"embeddings\":{…}}`")))]
+    responses((status = 200, description = "Each provider's state; `status` is `degraded` when a configured one is unavailable", body = health::AiServices)))]
 async fn ai_services(State(state): State<AppState>) -> Response {
     let report = health::check_ai_services(
         state.chat.provider().as_ref(),
@@ -37,15 +37,15 @@ async fn ai_services(State(state): State<AppState>) -> Response {
 
 /// Liveness: no I/O, the process is up.
 #[utoipa::path(get, path = "/health", tag = "health",
-    responses((status = 200, description = "`{\"status\":\"ok\",\"version\",\"timestamp\"}`")))]
+    responses((status = 200, description = "The process is up", body = health::Liveness)))]
 async fn liveness() -> Response {
     no_store(StatusCode::OK, Json(health::liveness()))
 }
 
 /// Database reachability, latency, PostgreSQL and pgvector versions.
 #[utoipa::path(get, path = "/health/db", tag = "health",
-    responses((status = 200, description = "Database reachable"),
-              (status = 503, description = "Database unreachable or slower than the timeout")))]
+    responses((status = 200, description = "Database reachable", body = health::DatabaseHealth),
+              (status = 503, description = "Database unreachable or slower than the timeout", body = health::DatabaseHealth)))]
 async fn database(State(state): State<AppState>) -> Response {
     let h = &state.config.health;
     let report = health::check_database(&state.store, h.db_timeout, h.db_warn_latency).await;
@@ -59,8 +59,8 @@ async fn database(State(state): State<AppState>) -> Response {
 
 /// Every dependency (database, S3, DynamoDB, embedder) with status and latency.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
-    responses((status = 200, description = "Every dependency is ready"),
-              (status = 503, description = "At least one dependency is not ready")))]
+    responses((status = 200, description = "Every dependency is ready", body = health::Readiness),
+              (status = 503, description = "At least one dependency is not ready", body = health::Readiness)))]
 async fn readiness(State(state): State<AppState>) -> Response {
     let report = health::check_readiness(
         &state.store,

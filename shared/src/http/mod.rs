@@ -8,6 +8,7 @@
 mod auth;
 pub mod backups;
 pub mod chat;
+pub mod docs;
 mod error;
 pub mod health;
 mod json;
@@ -86,7 +87,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The OpenAPI document, served as JSON.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta",
-    responses((status = 200, description = "This API's OpenAPI 3 document")))]
+    responses((status = 200, description = "This API's OpenAPI 3 document", body = Object, content_type = "application/json")))]
 async fn openapi_json(Extension(doc): Extension<Arc<String>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -95,9 +96,97 @@ async fn openapi_json(Extension(doc): Extension<Arc<String>>) -> Response {
         .into_response()
 }
 
-/// The OpenAPI document of `routes` (plus `/openapi.json` itself).
+/// The OpenAPI document of `routes` (plus `/openapi.json` itself), with the error responses every
+/// operation can give (see [`complete`]).
 pub fn openapi(routes: Routes) -> utoipa::openapi::OpenApi {
-    with_meta(routes).split_for_parts().1
+    let mut doc = with_meta(routes).split_for_parts().1;
+    complete(&mut doc);
+    doc
+}
+
+/// Whether a path is served without a token (the template's HTTP API has no authorizer on them).
+pub fn is_public(path: &str) -> bool {
+    path == "/health" || path.starts_with("/health/") || path == "/openapi.json"
+}
+
+/// Adds to every operation the error responses the shared layers give it, where its own
+/// `#[utoipa::path]` does not describe them more precisely: bearer security and 401/403/429 on
+/// every non-public route, 400/413/415/422 where there is a body, 400 for query parameters, 404
+/// under a path parameter, and 500/503 everywhere — each with the error envelope.
+fn complete(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{
+        path::{Operation, ParameterIn},
+        security::SecurityRequirement,
+        ContentBuilder, Ref, RefOr, ResponseBuilder,
+    };
+    let envelope = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    let add = |op: &mut Operation, status: &str, description: &str| {
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| envelope(description));
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let public = is_public(path);
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            if !public {
+                if op.security.is_none() {
+                    op.security = Some(vec![SecurityRequirement::new(
+                        "bearer",
+                        Vec::<String>::new(),
+                    )]);
+                }
+                add(op, "401", "Missing, expired or invalid token");
+                add(op, "403", "The token's roles do not allow this");
+                add(op, "429", "Rate limit reached (see Retry-After)");
+            }
+            if op.request_body.is_some() {
+                add(op, "400", "Malformed body");
+                add(op, "413", "Body larger than MAX_BODY_BYTES");
+                add(op, "415", "Unsupported content type");
+                add(op, "422", "A field is missing or invalid");
+            }
+            let query = op.parameters.iter().flatten().any(|p| match p {
+                RefOr::T(p) => matches!(p.parameter_in, ParameterIn::Query),
+                RefOr::Ref(_) => false,
+            });
+            if query {
+                add(op, "400", "Bad query parameter");
+            }
+            if path.contains('{') {
+                add(op, "404", "Not found in your tenant");
+            }
+            add(
+                op,
+                "500",
+                "Internal error (the request id is in the envelope and the logs)",
+            );
+            add(
+                op,
+                "503",
+                "A dependency (database, model) is unavailable; retry shortly",
+            );
+        }
+    }
 }
 
 fn with_meta(routes: Routes) -> Routes {

@@ -18,6 +18,8 @@ pub const MAX_FIELD_CHARS: usize = 20_000;
 /// The original system's body.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"document_title": "Staff FAQ", "question_answer_data": [
+    {"question": "How do I reset my password?", "answer": "Open Settings, then Security, then Reset password."}]}))]
 pub struct QaBody {
     pub document_title: String,
     pub question_answer_data: Vec<QaPair>,

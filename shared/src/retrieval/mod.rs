@@ -30,6 +30,8 @@ pub enum Mode {
 /// `POST /retrieve` body.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"query": "how do I reset my password", "top_k": 5, "mode": "hybrid",
+    "filters": {"metadata": {"department": "it"}}}))]
 pub struct RetrieveRequest {
     pub query: String,
     /// 1–50, default 5.
