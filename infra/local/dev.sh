@@ -32,6 +32,8 @@ if [ -n "${RAGBOT_LLM_BASE_URL:-}" ] && [ -z "${LLM_PROVIDER:-}" ]; then
   export LLM_PROVIDER=openai LLM_BASE_URL="$RAGBOT_LLM_BASE_URL" LLM_MODEL="$RAGBOT_LLM_MODEL"
   export LLM_MAX_TOKENS="${LLM_MAX_TOKENS:-160}" LLM_DEADLINE_MS="${LLM_DEADLINE_MS:-60000}"
   export CHAT_TOP_K="${CHAT_TOP_K:-3}"
+  # One request at a time: the local server crashes when a request arrives while it streams.
+  export LLM_MAX_CONCURRENCY="${LLM_MAX_CONCURRENCY:-1}"
   # The 0.5B model rewrites follow-ups poorly (it drops what the follow-up adds); the heuristic
   # keeps both questions. Real providers rewrite well: the default elsewhere is on.
   export CHAT_LLM_REWRITE="${CHAT_LLM_REWRITE:-false}"

@@ -138,11 +138,11 @@ up() {
     [ -x "$LOCAL/llm-venv/bin/python" ] && [ -f "$LOCAL/llm/$model_file" ] \
       || die "the local LLM is not installed: run infra/local/install.sh (or set RAGBOT_NO_LLM=1)"
     # llama.cpp on both cores, a 4k context (a RAG prompt with 5 passages is ~1.5k tokens).
-    # Requests queue: by default this server cuts a running stream short when another arrives.
+    # One request at a time (LLM_MAX_CONCURRENCY=1 in make dev): this server crashes when a
+    # request arrives while it streams an answer.
     start_bg "$dir" llm "$dir/llm.log" "$LOCAL/llm-venv/bin/python" -m llama_cpp.server \
       --model "$LOCAL/llm/$model_file" --model_alias "$model_file" \
-      --host 127.0.0.1 --port "$llm_port" --n_ctx 4096 --n_threads "$(nproc)" \
-      --interrupt_requests false
+      --host 127.0.0.1 --port "$llm_port" --n_ctx 4096 --n_threads "$(nproc)"
     llm_env="export RAGBOT_LLM_BASE_URL=http://127.0.0.1:$llm_port/v1
 export RAGBOT_LLM_MODEL=$model_file"
   fi

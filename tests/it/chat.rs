@@ -813,6 +813,7 @@ async fn the_openai_client_streams_an_answer_and_stops_when_its_reader_leaves() 
         question: "How can I change my Gmail password?",
         passages: &passages,
     };
+    let _turn = ragbot_tests::llm::SERVER.lock().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
 
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);

@@ -30,6 +30,11 @@ pub enum Step {
     Stall(Duration),
 }
 
+/// The stack's one LLM server takes one request at a time: llama-cpp-python 0.2.60 crashes
+/// (segfault) when a request arrives while it streams an answer. Everything in this test process
+/// that talks to the server holds this (the proxies while they forward).
+pub static SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The base URL (`…/v1`) and model of the stack's real LLM server.
 pub fn real_server() -> (String, String) {
     (
@@ -126,6 +131,7 @@ async fn completions(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -
         Some(Step::Stall(d)) => tokio::time::sleep(d).await,
         None => {}
     }
+    let _turn = SERVER.lock().await;
     let mut req = s
         .http
         .post(format!("{}/chat/completions", s.upstream))

@@ -83,6 +83,8 @@ async fn ask(
             top_k: None,
             mode: None,
             filters: None,
+            history: None,
+            deltas: None,
         })
         .await
         .map_err(describe)?;

@@ -1,6 +1,8 @@
 //! `ragbot` — the operator binary: local dev server, database bootstrap and migrations.
 //! Later issues add admin subcommands (ingest, seed, eval, backups).
 
+mod docs;
+
 use std::{net::SocketAddr, process::ExitCode};
 
 use clap::{Parser, Subcommand};
@@ -622,6 +624,8 @@ async fn seed(
                         top_k: None,
                         mode: None,
                         filters: None,
+                        history: None,
+                        deltas: None,
                     })
                     .await
                     .map_err(|e| e.to_string())?;
@@ -912,7 +916,7 @@ async fn dev(addr: SocketAddr) -> Result<(), String> {
     let mut app = http::app(http::all_routes(), state.clone());
     // Swagger UI at /docs, from the swagger-ui-dist package the install step unpacked.
     if let Some(dir) = std::env::var_os("SWAGGER_UI_DIR").map(std::path::PathBuf::from) {
-        if http::docs::is_installed(&dir) {
+        if docs::is_installed(&dir) {
             eprintln!("ragbot dev: API docs (Swagger UI) on http://{addr}/docs");
         } else {
             eprintln!(
@@ -920,7 +924,7 @@ async fn dev(addr: SocketAddr) -> Result<(), String> {
                 dir.display()
             );
         }
-        app = app.merge(http::docs::router(dir));
+        app = app.merge(docs::router(dir));
     }
     spawn_local_s3_notifications(&state);
     let listener = tokio::net::TcpListener::bind(addr)

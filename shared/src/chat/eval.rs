@@ -213,6 +213,8 @@ pub async fn evaluate(
                 top_k: None,
                 mode: None,
                 filters: None,
+                history: None,
+                deltas: None,
             })
             .await;
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);

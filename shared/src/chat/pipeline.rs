@@ -19,7 +19,7 @@ use super::{
 use crate::{
     auth::Tenant,
     embedding::{EmbeddingProvider, SharedEmbedder},
-    llm::{AnswerPrompt, Completion, Passage, Role, SharedLlm, Turn, Usage},
+    llm::{AnswerPrompt, Completion, DeltaSender, Passage, Role, SharedLlm, Turn, Usage},
     retrieval::{self, Fallback, Filters, Hit, Mode, RetrieveRequest, RetrieveSettings},
     store::{
         conversations::{self, NewMessage},
@@ -65,6 +65,12 @@ pub struct Question<'a> {
     pub top_k: Option<usize>,
     pub mode: Option<Mode>,
     pub filters: Option<&'a Filters>,
+    /// The caller's own history (the OpenAI-compatible endpoint without a conversation): used
+    /// instead of a stored conversation, and nothing is stored.
+    pub history: Option<&'a [Turn]>,
+    /// Where the answer's text goes as it is generated (streaming); cache hits and fallbacks
+    /// send theirs as one piece.
+    pub deltas: Option<&'a DeltaSender>,
 }
 
 /// The snippet length of a citation, in characters.
@@ -155,6 +161,7 @@ impl Chat {
                 Ok(Some(hit)) => {
                     metric("AnswerCacheHits", 1.0, Unit::Count);
                     let answer = Answered {
+                        streamed: false,
                         text: hit.answer,
                         citations: hit.citations,
                         grounded: true,
@@ -216,6 +223,7 @@ impl Chat {
             };
             metric("ChatFallbacks", 1.0, Unit::Count);
             let answer = Answered {
+                streamed: false,
                 text: fallback.disclaimer.clone(),
                 citations: Vec::new(),
                 grounded: false,
@@ -240,7 +248,11 @@ impl Chat {
             passages: &passages,
         };
         let llm_started = Instant::now();
-        let completion = match llm.answer(&prompt, deadline).await {
+        let generated = match q.deltas {
+            Some(deltas) => llm.answer_stream(&prompt, deadline, deltas).await,
+            None => llm.answer(&prompt, deadline).await,
+        };
+        let completion = match generated {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, provider = llm.name(), "answer generation failed");
@@ -289,6 +301,7 @@ impl Chat {
 
         // 11. Both messages, in one transaction.
         let answer = Answered {
+            streamed: q.deltas.is_some(),
             text,
             citations,
             grounded: true,
@@ -377,6 +390,12 @@ impl Chat {
 
     async fn context(&self, q: &Question<'_>) -> Result<(Vec<Turn>, i64), ChatError> {
         let tx = self.d.store.begin(q.tenant).await?;
+        if let Some(own) = q.history {
+            let knowledge = conversations::knowledge_version(&tx).await?;
+            tx.commit().await?;
+            let keep = self.d.settings.history_turns * 2;
+            return Ok((own[own.len().saturating_sub(keep)..].to_vec(), knowledge));
+        }
         let history = match q.conversation_id {
             Some(id) => {
                 if !conversations::owned(&tx, id, q.owner).await? {
@@ -490,6 +509,10 @@ impl Chat {
         warnings: Vec<String>,
         steps: &mut Steps,
     ) -> Result<ChatResponse, ChatError> {
+        if let (Some(deltas), false) = (q.deltas, a.streamed) {
+            // A closed reader only means nobody is listening; the turn is still stored.
+            deltas.send(a.text.clone()).await.ok();
+        }
         let latency_ms = steps.began.elapsed().as_millis() as u64;
         let llm = &self.d.llm;
         let fallback_json = a
@@ -561,6 +584,10 @@ impl Chat {
         user: &NewMessage<'_>,
         assistant: Option<&NewMessage<'_>>,
     ) -> Result<(Uuid, Option<Uuid>), ChatError> {
+        if q.history.is_some() {
+            // The caller keeps the conversation: nothing is stored; the answer still gets an id.
+            return Ok((Uuid::nil(), assistant.map(|_| Uuid::new_v4())));
+        }
         let tx = self.d.store.begin(q.tenant).await?;
         let conversation_id = match q.conversation_id {
             Some(id) => {
@@ -624,6 +651,8 @@ impl std::fmt::Display for Steps {
 /// An answer on its way to the response and the store.
 struct Answered {
     text: String,
+    /// The text already went to the caller's deltas as it was generated.
+    streamed: bool,
     citations: Vec<Citation>,
     grounded: bool,
     fallback: Option<Fallback>,

@@ -104,6 +104,8 @@ fn ask<'a>(
         top_k: req.top_k,
         mode: req.mode,
         filters: req.filters.as_ref(),
+        history: None,
+        deltas: None,
     }
 }
 

@@ -8,7 +8,6 @@
 mod auth;
 pub mod backups;
 pub mod chat;
-pub mod docs;
 mod error;
 pub mod health;
 mod json;

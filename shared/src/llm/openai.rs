@@ -3,10 +3,14 @@
 //! transport errors with backoff and jitter, honouring `Retry-After`, but never past the answer's
 //! deadline: each attempt gets what is left of it.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::{
     prompt::{self, Message},
@@ -23,6 +27,9 @@ pub struct OpenAiChat {
     temperature: f32,
     max_tokens: u32,
     max_retries: u32,
+    /// `LLM_MAX_CONCURRENCY`: a permit per request in flight (a stream holds its permit until it
+    /// ends); waiting for one counts against the answer's deadline.
+    gate: Option<Arc<Semaphore>>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +162,7 @@ impl OpenAiChat {
             temperature: s.temperature,
             max_tokens: s.max_tokens,
             max_retries: s.max_retries,
+            gate: (s.max_concurrency > 0).then(|| Arc::new(Semaphore::new(s.max_concurrency))),
         })
     }
 
@@ -232,6 +240,25 @@ impl OpenAiChat {
         }
     }
 
+    /// A turn at the provider under `LLM_MAX_CONCURRENCY` (none needed without a limit).
+    async fn turn(
+        &self,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<Option<SemaphorePermit<'_>>, LlmError> {
+        let Some(gate) = &self.gate else {
+            return Ok(None);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, gate.acquire()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            Ok(Err(_)) => Err(LlmError::Unavailable(
+                "the provider's gate is closed".into(),
+            )),
+            Err(_) => Err(LlmError::Timeout(started.elapsed().as_millis() as u64)),
+        }
+    }
+
     /// One completion of `messages`, retried within `deadline`.
     pub async fn chat(
         &self,
@@ -240,6 +267,7 @@ impl OpenAiChat {
         deadline: Instant,
     ) -> Result<Completion, LlmError> {
         let started = Instant::now();
+        let _turn = self.turn(started, deadline).await?;
         let resp = self
             .send(&self.body(messages, max_tokens, false), started, deadline)
             .await?;
@@ -265,6 +293,7 @@ impl OpenAiChat {
         deltas: &DeltaSender,
     ) -> Result<Completion, LlmError> {
         let started = Instant::now();
+        let _turn = self.turn(started, deadline).await?;
         let mut resp = self
             .send(&self.body(messages, max_tokens, true), started, deadline)
             .await?;

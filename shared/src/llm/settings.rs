@@ -44,6 +44,9 @@ pub struct LlmSettings {
     /// under API Gateway's 30 s.
     pub deadline: Duration,
     pub max_retries: u32,
+    /// `LLM_MAX_CONCURRENCY`: at most this many requests in flight to the `openai` provider from
+    /// one process (0: no limit). For single-slot self-hosted servers; `make dev` sets 1.
+    pub max_concurrency: usize,
     /// Extractive: a Q&A pair at least this similar is answered with its stored answer.
     pub qa_direct_threshold: f32,
     /// Extractive: at most this many sentences in an answer.
@@ -65,6 +68,7 @@ impl std::fmt::Debug for LlmSettings {
             .field("max_tokens", &self.max_tokens)
             .field("deadline", &self.deadline)
             .field("max_retries", &self.max_retries)
+            .field("max_concurrency", &self.max_concurrency)
             .field("qa_direct_threshold", &self.qa_direct_threshold)
             .field("guardrail", &self.guardrail)
             .finish()
@@ -147,6 +151,7 @@ impl LlmSettings {
             max_tokens,
             deadline,
             max_retries: env.parse_or("LLM_MAX_RETRIES", 3)?,
+            max_concurrency: env.parse_or("LLM_MAX_CONCURRENCY", 0)?,
             qa_direct_threshold,
             extractive_sentences: env.parse_or("CHAT_EXTRACTIVE_SENTENCES", 3)?.max(1),
             region: env
