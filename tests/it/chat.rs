@@ -855,3 +855,232 @@ async fn the_openai_client_streams_an_answer_and_stops_when_its_reader_leaves() 
     // would crash it (what LLM_MAX_CONCURRENCY's grace period covers in the app).
     tokio::time::sleep(Duration::from_millis(1500)).await;
 }
+
+/// `event: name` / `data: json` blocks of a `text/event-stream` body, in order.
+fn sse_events(body: &[u8]) -> Vec<(String, Value)> {
+    String::from_utf8_lossy(body)
+        .split("\n\n")
+        .filter_map(|block| {
+            let mut name = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(n) = line.strip_prefix("event:") {
+                    name = Some(n.trim().to_string());
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            Some((name?, serde_json::from_str(&data).unwrap_or(Value::Null)))
+        })
+        .collect()
+}
+
+async fn stream(
+    app: &TestApp,
+    token: &str,
+    body: Value,
+) -> (StatusCode, Vec<(String, Value)>, Value) {
+    let r = app
+        .call("POST", "/chat/stream", Some(token), Some(body))
+        .await;
+    let plain = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    (r.status, sse_events(&r.body), plain)
+}
+
+fn names(events: &[(String, Value)]) -> Vec<&str> {
+    events.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+#[tokio::test]
+async fn streamed_answers_come_as_meta_citations_deltas_done_and_are_stored_as_done_says() {
+    let app = extractive().await;
+    seed_faq(&app, "acme").await;
+    let user = app.token("alice", "acme", &["user"]);
+    let chunks = tenant_chunks(&app, "acme").await;
+
+    let (status, events, _) = stream(&app, &user, json!({"message": FAQ[3].0})).await;
+    assert_eq!(status, StatusCode::OK);
+    let n = names(&events);
+    assert_eq!(&n[..2], ["meta", "citations"], "{events:?}");
+    assert_eq!(n.last(), Some(&"done"), "{events:?}");
+    assert!(
+        n[2..n.len() - 1].iter().all(|e| *e == "delta") && n.len() > 3,
+        "{n:?}"
+    );
+    let meta = &events[0].1;
+    let passages = events[1].1["citations"].as_array().unwrap();
+    assert!(!passages.is_empty());
+    for p in passages {
+        assert!(chunks.contains(&p["chunk_id"].as_str().unwrap().to_string()));
+    }
+    let done = &events.last().unwrap().1;
+    assert_answer_shape(done);
+    assert_eq!(done["answer"], FAQ[3].1, "the stored answer verbatim");
+    let text: String = events
+        .iter()
+        .filter(|(n, _)| n == "delta")
+        .map(|(_, d)| d["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        text,
+        done["answer"].as_str().unwrap(),
+        "the deltas add up to the answer"
+    );
+    assert_eq!(meta["conversation_id"], done["conversation_id"]);
+    assert_eq!(meta["message_id"], done["message_id"]);
+
+    // What was stored is what `done` carried.
+    let conversation = done["conversation_id"].as_str().unwrap().to_string();
+    let stored = app
+        .call(
+            "GET",
+            &format!("/conversations/{conversation}/messages"),
+            Some(&user),
+            None,
+        )
+        .await
+        .json();
+    let messages = stored["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[1]["id"], done["message_id"]);
+    assert_eq!(messages[1]["content"], done["answer"]);
+    assert_eq!(messages[1]["citations"], done["citations"]);
+
+    // The same question again (a new conversation, so no history changes it): a cache hit
+    // streams too, with the passages it cites.
+    let (_, again, _) = stream(&app, &user, json!({"message": FAQ[3].0})).await;
+    assert_eq!(names(&again)[..2], ["meta", "citations"]);
+    let done = &again.last().unwrap().1;
+    assert_eq!(done["cached"], true, "{done}");
+    assert_eq!(
+        again[1].1["citations"][0]["chunk_id"],
+        done["citations"][0]["chunk_id"]
+    );
+    assert_ne!(again[0].1["conversation_id"], json!(conversation));
+
+    // Nothing relevant: the fallback streams, with no passages.
+    let (_, fb, _) = stream(
+        &app,
+        &user,
+        json!({"message": "What is the boiling point of tungsten?"}),
+    )
+    .await;
+    assert_eq!(names(&fb).first(), Some(&"meta"));
+    assert_eq!(fb[1].1["citations"], json!([]));
+    assert_eq!(fb.last().unwrap().1["grounded"], false);
+
+    // Bad input and a foreign conversation: plain errors, nothing written.
+    let before = app.count_rows("messages").await;
+    let (status, _, plain) = stream(&app, &user, json!({"message": ""})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{plain}");
+    assert_eq!(plain["error"]["code"], "validation_failed");
+    let bob = app.token("bob", "acme", &["user"]);
+    let (status, _, plain) = stream(
+        &app,
+        &bob,
+        json!({"message": FAQ[3].0, "conversation_id": conversation}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{plain}");
+    assert_eq!(app.count_rows("messages").await, before);
+}
+
+#[tokio::test]
+async fn a_provider_failure_mid_stream_is_an_error_event_and_the_question_is_kept() {
+    let proxy = LlmProxy::start(vec![Step::Status(400)]).await;
+    let app = app_with(proxy.env()).await;
+    seed_faq(&app, "acme").await;
+    let user = app.token("alice", "acme", &["user"]);
+    let (status, events, _) = stream(&app, &user, json!({"message": FAQ[0].0})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(names(&events), ["meta", "citations", "error"], "{events:?}");
+    assert_eq!(events[2].1["error"]["code"], "llm_error", "{events:?}");
+    let conversation = events[0].1["conversation_id"].as_str().unwrap();
+    let stored = app
+        .call(
+            "GET",
+            &format!("/conversations/{conversation}/messages"),
+            Some(&user),
+            None,
+        )
+        .await
+        .json();
+    let messages = stored["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "no half-written answer: {stored}");
+    assert_eq!(messages[0]["status"], "failed");
+}
+
+/// A reader that leaves after the first piece: the app drops the provider's stream, which the
+/// proxy in front of the real local server sees, and the question is kept as failed.
+#[tokio::test]
+async fn a_client_that_leaves_mid_stream_stops_the_model() {
+    let proxy = LlmProxy::start(vec![]).await;
+    let mut env = proxy.env();
+    env.push(("LLM_MAX_TOKENS".into(), "96".into()));
+    let app = app_with(env).await;
+    seed_faq(&app, "acme").await;
+    let user = app.token("alice", "acme", &["user"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app.router.clone();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .ok();
+    });
+    let mut r = reqwest::Client::new()
+        .post(format!("http://{addr}/chat/stream"))
+        .bearer_auth(&user)
+        .json(&json!({"message": FAQ[0].0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mut seen = String::new();
+    while !seen.contains("event: delta") {
+        let chunk = r
+            .chunk()
+            .await
+            .unwrap()
+            .expect("the stream ended before a delta");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let conversation = sse_events(seen.as_bytes())[0].1["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(r);
+    let mut waited = 0;
+    while proxy.abandoned() == 0 && waited < 200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        proxy.abandoned(),
+        1,
+        "the server's stream was dropped mid-answer"
+    );
+    let mut messages = Vec::new();
+    for _ in 0..50 {
+        let stored = app
+            .call(
+                "GET",
+                &format!("/conversations/{conversation}/messages"),
+                Some(&user),
+                None,
+            )
+            .await;
+        if stored.status == StatusCode::OK {
+            messages = stored.json()["messages"].as_array().unwrap().clone();
+            if !messages.is_empty() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(messages.len(), 1, "only the question: {messages:?}");
+    assert_eq!(messages[0]["status"], "failed");
+}

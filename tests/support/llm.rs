@@ -48,6 +48,7 @@ struct Shared {
     upstream: String,
     http: reqwest::Client,
     calls: Arc<AtomicUsize>,
+    abandoned: Arc<AtomicUsize>,
     script: Arc<Mutex<VecDeque<Step>>>,
 }
 
@@ -56,6 +57,7 @@ pub struct LlmProxy {
     pub url: String,
     pub model: String,
     calls: Arc<AtomicUsize>,
+    abandoned: Arc<AtomicUsize>,
     script: Arc<Mutex<VecDeque<Step>>>,
     _server: tokio::task::JoinHandle<()>,
 }
@@ -66,11 +68,13 @@ impl LlmProxy {
     pub async fn start(script: Vec<Step>) -> LlmProxy {
         let (upstream, model) = real_server();
         let calls = Arc::new(AtomicUsize::new(0));
+        let abandoned = Arc::new(AtomicUsize::new(0));
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
         let shared = Shared {
             upstream,
             http: reqwest::Client::new(),
             calls: calls.clone(),
+            abandoned: abandoned.clone(),
             script: script.clone(),
         };
         let app = Router::new()
@@ -88,6 +92,7 @@ impl LlmProxy {
             url,
             model,
             calls,
+            abandoned,
             script,
             _server: server,
         }
@@ -96,6 +101,11 @@ impl LlmProxy {
     /// Completion requests received so far (including scripted failures).
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Streams the app stopped reading before the server finished them.
+    pub fn abandoned(&self) -> usize {
+        self.abandoned.load(Ordering::SeqCst)
     }
 
     /// Adds steps for the next requests.
@@ -131,7 +141,7 @@ async fn completions(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -
         Some(Step::Stall(d)) => tokio::time::sleep(d).await,
         None => {}
     }
-    let _turn = SERVER.lock().await;
+    let turn = SERVER.lock().await;
     let mut req = s
         .http
         .post(format!("{}/chat/completions", s.upstream))
@@ -141,11 +151,46 @@ async fn completions(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -
         req = req.header("authorization", auth.as_bytes());
     }
     match req.send().await {
-        Ok(r) => {
+        Ok(mut r) => {
             let status =
                 StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let bytes = r.bytes().await.unwrap_or_default();
-            (status, [("content-type", "application/json")], bytes).into_response()
+            let streamed = r
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            if !streamed {
+                let bytes = r.bytes().await.unwrap_or_default();
+                drop(turn);
+                return (status, [("content-type", "application/json")], bytes).into_response();
+            }
+            // A stream is passed on as it comes; when the app goes away mid-stream the proxy
+            // sees its sends fail, counts it, and drops the server's stream (which stops it).
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+            let abandoned = s.abandoned.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(bytes)) = r.chunk().await {
+                    if tx.send(bytes).await.is_err() {
+                        abandoned.fetch_add(1, Ordering::SeqCst);
+                        drop(r);
+                        // The server winds the stream down at its next token.
+                        tokio::time::sleep(Duration::from_millis(1500)).await;
+                        break;
+                    }
+                }
+                drop(turn);
+            });
+            let body = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+            });
+            (
+                status,
+                [("content-type", "text/event-stream")],
+                axum::body::Body::from_stream(body),
+            )
+                .into_response()
         }
         Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     }

@@ -85,6 +85,7 @@ async fn ask(
             filters: None,
             history: None,
             deltas: None,
+            progress: None,
         })
         .await
         .map_err(describe)?;

@@ -626,6 +626,7 @@ async fn seed(
                         filters: None,
                         history: None,
                         deltas: None,
+                        progress: None,
                     })
                     .await
                     .map_err(|e| e.to_string())?;

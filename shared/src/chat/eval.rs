@@ -215,6 +215,7 @@ pub async fn evaluate(
                 filters: None,
                 history: None,
                 deltas: None,
+                progress: None,
             })
             .await;
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);

@@ -18,7 +18,7 @@ pub mod standalone;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use pipeline::{Chat, ChatDeps, Question};
+pub use pipeline::{Chat, ChatDeps, ProgressSender, Question, Retrieved};
 pub use settings::ChatSettings;
 
 use crate::{

@@ -71,6 +71,27 @@ pub struct Question<'a> {
     /// Where the answer's text goes as it is generated (streaming); cache hits and fallbacks
     /// send theirs as one piece.
     pub deltas: Option<&'a DeltaSender>,
+    /// A streamed answer's reader: told the ids and the retrieved passages before any text.
+    pub progress: Option<&'a ProgressSender>,
+}
+
+/// What a streamed answer tells its reader before the text: the ids the turn will be stored
+/// under, and the passages the answer rests on (the cited ones for a cache hit, none for the
+/// fallback).
+#[derive(Debug, Clone)]
+pub struct Retrieved {
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    pub passages: Vec<Citation>,
+}
+
+pub type ProgressSender = tokio::sync::mpsc::Sender<Retrieved>;
+
+/// The ids a turn is stored under, chosen before it is stored when a reader must know them.
+#[derive(Clone, Copy)]
+struct Planned {
+    conversation_id: Uuid,
+    message_id: Uuid,
 }
 
 /// The snippet length of a citation, in characters.
@@ -116,6 +137,10 @@ impl Chat {
             )));
         }
         let mode = q.mode.unwrap_or(Mode::Hybrid);
+        let planned = q.progress.map(|_| Planned {
+            conversation_id: q.conversation_id.unwrap_or_else(Uuid::new_v4),
+            message_id: Uuid::new_v4(),
+        });
 
         // 2. The conversation's last turns and the knowledge version, in one transaction.
         let mut steps = Steps::start(started);
@@ -160,6 +185,7 @@ impl Chat {
             match cache.get(key).await {
                 Ok(Some(hit)) => {
                     metric("AnswerCacheHits", 1.0, Unit::Count);
+                    tell(q, planned, hit.citations.clone()).await;
                     let answer = Answered {
                         streamed: false,
                         text: hit.answer,
@@ -171,7 +197,15 @@ impl Chat {
                         usage,
                     };
                     return self
-                        .persist(q, &turn, &standalone_q, answer, warnings, &mut steps)
+                        .persist(
+                            q,
+                            planned,
+                            &turn,
+                            &standalone_q,
+                            answer,
+                            warnings,
+                            &mut steps,
+                        )
                         .await;
                 }
                 Ok(None) => metric("AnswerCacheMisses", 1.0, Unit::Count),
@@ -222,6 +256,7 @@ impl Chat {
                 None => retrieval::fallback(&self.d.store, q.tenant, &self.d.retrieve).await?,
             };
             metric("ChatFallbacks", 1.0, Unit::Count);
+            tell(q, planned, Vec::new()).await;
             let answer = Answered {
                 streamed: false,
                 text: fallback.disclaimer.clone(),
@@ -233,11 +268,23 @@ impl Chat {
                 usage,
             };
             return self
-                .persist(q, &turn, &standalone_q, answer, warnings, &mut steps)
+                .persist(
+                    q,
+                    planned,
+                    &turn,
+                    &standalone_q,
+                    answer,
+                    warnings,
+                    &mut steps,
+                )
                 .await;
         }
         let hits = retrieved.results;
         let passages = passages(&hits);
+        if q.progress.is_some() {
+            let all = (1..=hits.len()).map(|i| (i, Vec::new())).collect();
+            tell(q, planned, citations_of(all, &hits)).await;
+        }
 
         // 8. Generation.
         let turns: Vec<Turn> = history;
@@ -257,7 +304,7 @@ impl Chat {
             Err(e) => {
                 tracing::warn!(error = %e, provider = llm.name(), "answer generation failed");
                 // Nothing the user typed is lost: their message is kept, marked failed.
-                self.persist_failure(q, &turn, &standalone_q, &e.to_string(), &warnings)
+                self.persist_failure(q, planned, &turn, &standalone_q, &e.to_string(), &warnings)
                     .await;
                 return Err(e.into());
             }
@@ -310,8 +357,16 @@ impl Chat {
             cached: false,
             usage,
         };
-        self.persist(q, &turn, &standalone_q, answer, warnings, &mut steps)
-            .await
+        self.persist(
+            q,
+            planned,
+            &turn,
+            &standalone_q,
+            answer,
+            warnings,
+            &mut steps,
+        )
+        .await
     }
 
     /// How well each hit answers the question. A document chunk: its cosine similarity. A Q&A
@@ -500,9 +555,11 @@ impl Chat {
         ))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn persist(
         &self,
         q: &Question<'_>,
+        planned: Option<Planned>,
         turn: &Turn,
         standalone_q: &str,
         a: Answered,
@@ -523,6 +580,7 @@ impl Chat {
         let user = user_message(turn, standalone_q, "ok", None, &warnings_json);
         let citations_json = serde_json::to_value(&a.citations).unwrap_or(Value::Array(vec![]));
         let assistant = NewMessage {
+            id: planned.map(|p| p.message_id),
             role: "assistant",
             content: &a.text,
             citations: citations_json,
@@ -539,7 +597,8 @@ impl Chat {
             fallback: fallback_json,
             warnings: warnings_json.clone(),
         };
-        let (conversation_id, message_id) = self.write_turn(q, &user, Some(&assistant)).await?;
+        let (conversation_id, message_id) =
+            self.write_turn(q, planned, &user, Some(&assistant)).await?;
         steps.mark("persist");
         tracing::debug!(steps = %steps, cached = a.cached, grounded = a.grounded, "chat pipeline steps (ms)");
         let message_id = message_id
@@ -565,6 +624,7 @@ impl Chat {
     async fn persist_failure(
         &self,
         q: &Question<'_>,
+        planned: Option<Planned>,
         turn: &Turn,
         standalone_q: &str,
         error: &str,
@@ -572,7 +632,7 @@ impl Chat {
     ) {
         let warnings_json = json!(warnings);
         let user = user_message(turn, standalone_q, "failed", Some(error), &warnings_json);
-        if let Err(e) = self.write_turn(q, &user, None).await {
+        if let Err(e) = self.write_turn(q, planned, &user, None).await {
             tracing::warn!(error = %e, "could not keep the failed message");
         }
     }
@@ -581,6 +641,7 @@ impl Chat {
     async fn write_turn(
         &self,
         q: &Question<'_>,
+        planned: Option<Planned>,
         user: &NewMessage<'_>,
         assistant: Option<&NewMessage<'_>>,
     ) -> Result<(Uuid, Option<Uuid>), ChatError> {
@@ -598,7 +659,10 @@ impl Chat {
                 }
                 id
             }
-            None => conversations::create(&tx, q.owner, None).await?.id,
+            None => {
+                let id = planned.map(|p| p.conversation_id);
+                conversations::create(&tx, id, q.owner, None).await?.id
+            }
         };
         conversations::insert_message(&tx, conversation_id, user).await?;
         conversations::touch(&tx, conversation_id, user.content).await?;
@@ -669,6 +733,7 @@ fn user_message<'a>(
     warnings: &Value,
 ) -> NewMessage<'a> {
     NewMessage {
+        id: None,
         role: "user",
         content: &turn.content,
         citations: json!([]),
@@ -708,7 +773,13 @@ fn cite(completion: Completion, hits: &[Hit]) -> (String, Vec<Citation>) {
         Some(c) => (completion.text, c),
         None => citations::parse(&completion.text, hits.len()),
     };
-    let citations = cited
+    (text, citations_of(cited, hits))
+}
+
+/// The hits that `(index, spans)` pairs cite, as citations (indices that point at nothing are
+/// dropped).
+fn citations_of(cited: crate::llm::CitedSpans, hits: &[Hit]) -> Vec<Citation> {
+    cited
         .into_iter()
         .filter_map(|(index, spans)| {
             let h = hits.get(index.checked_sub(1)?)?;
@@ -723,8 +794,20 @@ fn cite(completion: Completion, hits: &[Hit]) -> (String, Vec<Citation>) {
                 spans,
             })
         })
-        .collect();
-    (text, citations)
+        .collect()
+}
+
+/// Tells a streamed answer's reader the ids and passages (a reader that left is no error here:
+/// the text's send notices it and stops the provider).
+async fn tell(q: &Question<'_>, planned: Option<Planned>, passages: Vec<Citation>) {
+    if let (Some(progress), Some(p)) = (q.progress, planned) {
+        let r = Retrieved {
+            conversation_id: p.conversation_id,
+            message_id: p.message_id,
+            passages,
+        };
+        progress.send(r).await.ok();
+    }
 }
 
 /// Lower case, single spaces, no trailing punctuation: "How do I…?" and "how do i… " share a key.

@@ -23,6 +23,7 @@ use crate::{
 pub fn routes() -> Routes {
     OpenApiRouter::new()
         .routes(routes!(chat_route))
+        .routes(routes!(super::chat_stream::chat_stream))
         .routes(routes!(list_conversations, create_conversation))
         .routes(routes!(get_conversation, delete_conversation))
         .routes(routes!(list_messages, post_message))
@@ -106,6 +107,7 @@ fn ask<'a>(
         filters: req.filters.as_ref(),
         history: None,
         deltas: None,
+        progress: None,
     }
 }
 
@@ -242,7 +244,7 @@ async fn create_conversation(
     }
     let owner = chat::owner_of(&who);
     let tx = state.store.begin(&who.tenant).await?;
-    let c = conversations::create(&tx, &owner, title.as_deref()).await?;
+    let c = conversations::create(&tx, None, &owner, title.as_deref()).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(c)).into_response())
 }

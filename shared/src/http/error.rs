@@ -116,6 +116,20 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The error envelope, `{"error":{"code","message","request_id"}}` (also the `error` event of
+    /// a stream, which outlives the request's task-local id).
+    pub fn envelope(&self, request_id: &str) -> serde_json::Value {
+        json!({
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "request_id": request_id,
+            }
+        })
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
@@ -123,13 +137,7 @@ impl IntoResponse for ApiError {
         } else {
             tracing::info!(status = self.status.as_u16(), code = self.code, message = %self.message, "request rejected");
         }
-        let body = json!({
-            "error": {
-                "code": self.code,
-                "message": self.message,
-                "request_id": current_request_id(),
-            }
-        });
+        let body = self.envelope(&current_request_id());
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();
         if let Some(secs) = self.retry_after {

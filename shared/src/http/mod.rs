@@ -8,6 +8,7 @@
 mod auth;
 pub mod backups;
 pub mod chat;
+mod chat_stream;
 mod error;
 pub mod health;
 mod json;

@@ -333,6 +333,7 @@ impl Ask {
                 filters: None,
                 history: stateless.then_some(self.history.as_slice()),
                 deltas,
+                progress: None,
             })
             .await
     }

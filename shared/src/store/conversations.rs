@@ -141,19 +141,24 @@ pub async fn owned(tx: &TenantTx, id: Uuid, owner: &str) -> Result<bool, StoreEr
     Ok(row.is_some())
 }
 
+/// A new conversation of `owner`; `id` when the caller chose it ahead (a streamed answer tells
+/// its ids before it is stored), else a random one.
 pub async fn create(
     tx: &TenantTx,
+    id: Option<Uuid>,
     owner: &str,
     title: Option<&str>,
 ) -> Result<Conversation, StoreError> {
     let row = tx
         .query_opt(
-            "INSERT INTO conversations (tenant, subject, title) VALUES ($1, $2, $3)
+            "INSERT INTO conversations (id, tenant, subject, title)
+             VALUES (coalesce($4, gen_random_uuid()), $1, $2, $3)
              RETURNING id, title, created_at, updated_at, 0::int8",
             &[
                 tx.tenant_param(),
                 (&owner, Type::TEXT),
                 (&title, Type::TEXT),
+                (&id, Type::UUID),
             ],
         )
         .await?;
@@ -261,6 +266,8 @@ pub async fn knowledge_version(tx: &TenantTx) -> Result<i64, StoreError> {
 
 /// One message to insert.
 pub struct NewMessage<'a> {
+    /// Chosen ahead (a streamed answer tells its id before it is stored); else a random one.
+    pub id: Option<Uuid>,
     pub role: &'a str,
     pub content: &'a str,
     pub citations: Value,
@@ -289,10 +296,11 @@ pub async fn insert_message(
     let row = tx
         .query_opt(
             &format!(
-                "INSERT INTO messages (tenant, conversation_id, role, content, citations, status,
+                "INSERT INTO messages (id, tenant, conversation_id, role, content, citations, status,
                      error, provider, model, latency_ms, prompt_tokens, completion_tokens, cached,
                      grounded, standalone, fallback, warnings, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                 VALUES (coalesce($18, gen_random_uuid()), $1, $2, $3, $4, $5, $6, $7, $8, $9,
+                         $10, $11, $12, $13, $14, $15, $16, $17,
                          now() + interval '{offset} microsecond')
                  RETURNING id"
             ),
@@ -314,6 +322,7 @@ pub async fn insert_message(
                 (&m.standalone, Type::TEXT),
                 (&m.fallback, Type::JSONB),
                 (&m.warnings, Type::JSONB),
+                (&m.id, Type::UUID),
             ],
         )
         .await?;
