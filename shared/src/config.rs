@@ -415,6 +415,9 @@ pub struct IngestSettings {
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub max_body_bytes: usize,
+    /// `RAGBOT_RESPONSE_STREAM=true`: the function streams its responses (a Function URL with
+    /// `InvokeMode: RESPONSE_STREAM`, for `/chat/stream`) instead of buffering them.
+    pub response_stream: bool,
     /// Allowed CORS origins; `["*"]` for any; empty for no CORS headers.
     pub cors_origins: Vec<String>,
 }
@@ -656,6 +659,7 @@ impl Config {
 
         let http = HttpSettings {
             max_body_bytes: env.parse_or("MAX_BODY_BYTES", 6 * 1024 * 1024)?,
+            response_stream: env.parse_or("RAGBOT_RESPONSE_STREAM", false)?,
             cors_origins: env
                 .string("CORS_ALLOWED_ORIGINS")
                 .or_else(|| local.then(|| "*".to_string()))

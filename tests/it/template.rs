@@ -115,3 +115,58 @@ fn every_served_route_is_routed_by_the_http_api_to_its_function() {
         );
     }
 }
+
+/// The streamed chat in AWS: HTTP APIs buffer responses, so the chat binary also runs behind a
+/// Function URL in RESPONSE_STREAM mode, verifying the JWT itself against the issuer's keys
+/// (read at deploy time by a small function outside the VPC).
+#[test]
+fn the_chat_stream_has_a_streaming_function_url_that_verifies_tokens_itself() {
+    let t = template();
+    let f = &t["Resources"]["ChatStreamFunction"];
+    assert_eq!(f["Type"].as_str(), Some("AWS::Serverless::Function"));
+    assert_eq!(
+        f["Metadata"]["BuildProperties"]["Binary"].as_str(),
+        Some("chat")
+    );
+    let p = &f["Properties"];
+    let url = &p["FunctionUrlConfig"];
+    assert_eq!(url["InvokeMode"].as_str(), Some("RESPONSE_STREAM"));
+    // No authorizer in front of a Function URL: the function checks every request's token.
+    assert_eq!(url["AuthType"].as_str(), Some("NONE"));
+    let headers = format!("{:?}", url["Cors"]["AllowHeaders"]);
+    assert!(
+        headers.contains("authorization") && headers.contains("content-type"),
+        "{headers}"
+    );
+    assert!(
+        !url["Cors"]["AllowOrigins"].is_null(),
+        "CORS origins as the HTTP API's"
+    );
+    let env = &p["Environment"]["Variables"];
+    assert_eq!(env["RAGBOT_RESPONSE_STREAM"].as_str(), Some("true"));
+    assert!(
+        format!("{:?}", env["JWT_JWKS"]).contains("IssuerJwks"),
+        "the keys come from the deploy-time fetch: {:?}",
+        env["JWT_JWKS"]
+    );
+    // The issuer and audience the token must carry come from the globals, as for every function.
+    let globals = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert!(!globals["JWT_ISSUER"].is_null() && !globals["JWT_AUDIENCE"].is_null());
+    // It serves the chat routes (the stream among them) and is not behind the HTTP API.
+    assert!(p["Events"].is_null(), "the Function URL is its only way in");
+    let served = operations(&ragbot::http::openapi(
+        ragbot::http::function_routes("chat").unwrap(),
+    ));
+    assert!(served.contains(&("post".to_string(), "/chat/stream".to_string())));
+    // The fetcher: a plain Lambda function (the VPC globals do not apply), answering CloudFormation.
+    let fetcher = &t["Resources"]["JwksFetcher"];
+    assert_eq!(fetcher["Type"].as_str(), Some("AWS::Lambda::Function"));
+    assert!(fetcher["Properties"]["VpcConfig"].is_null());
+    let code = fetcher["Properties"]["Code"]["ZipFile"].as_str().unwrap();
+    assert!(code.contains("urlopen") && code.contains("cfnresponse.FAILED"));
+    assert_eq!(
+        t["Resources"]["IssuerJwks"]["Type"].as_str(),
+        Some("Custom::Jwks")
+    );
+    assert!(!t["Outputs"]["ChatStreamUrl"].is_null());
+}
