@@ -24,6 +24,7 @@ bash infra/local/stack.sh up "$STACK" --fixed-ports
 . "$STACK/env"
 export LOG_FORMAT="${LOG_FORMAT:-text}"
 export SWAGGER_UI_DIR="${SWAGGER_UI_DIR:-$ROOT/.local/swagger-ui/package}"
+export RAGBOT_WEB_DIR="${RAGBOT_WEB_DIR:-$ROOT/web}"
 export EMBEDDING_MODEL_DIR="${EMBEDDING_MODEL_DIR:-$ROOT/.local/models/all-MiniLM-L6-v2}"
 # Chat answers with the local LLM server unless told otherwise (LLM_PROVIDER=extractive make dev).
 # The small CPU model reads a 3-passage prompt in a few seconds and writes ~7 tokens/s on 2

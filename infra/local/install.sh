@@ -31,11 +31,15 @@ need() { command -v "$1" >/dev/null 2>&1 || { log "missing required tool: $1 ($2
 mkdir -p "$DL"
 
 install_apt_if_missing() {
-  # unzip is the only system tool we may need to add (python's zipfile drops execute bits).
+  # System tools from Debian: unzip (python's zipfile drops execute bits), Java for DynamoDB
+  # Local, runuser, and Chromium with its driver.
   local missing=()
   command -v unzip >/dev/null 2>&1 || missing+=(unzip)
   command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
   command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+  # Headless Chromium and its WebDriver for the web page's browser tests (make test).
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   if ((${#missing[@]})); then
     log "apt-get install ${missing[*]}"
     if [ "$(id -u)" -eq 0 ]; then

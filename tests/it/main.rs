@@ -13,3 +13,4 @@ mod openapi;
 mod retrieve;
 mod schema;
 mod template;
+mod web;

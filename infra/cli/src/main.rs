@@ -1,7 +1,7 @@
 //! `ragbot` — the operator binary: local dev server, database bootstrap and migrations.
 //! Later issues add admin subcommands (ingest, seed, eval, backups).
 
-mod docs;
+use ragbot_cli::{docs, web};
 
 use std::{net::SocketAddr, process::ExitCode};
 
@@ -926,6 +926,16 @@ async fn dev(addr: SocketAddr) -> Result<(), String> {
             );
         }
         app = app.merge(docs::router(dir));
+    }
+    // The web chat page at /, from the repository's web/ (RAGBOT_WEB_DIR).
+    if let Some(dir) = std::env::var_os("RAGBOT_WEB_DIR").map(std::path::PathBuf::from) {
+        if web::is_present(&dir) {
+            let auth = AuthSettings::from_env().map_err(|e| e.to_string())?;
+            eprintln!("ragbot dev: the chat page on http://{addr}/");
+            app = app.merge(web::router(dir, auth));
+        } else {
+            eprintln!("ragbot dev: RAGBOT_WEB_DIR={} holds no page", dir.display());
+        }
     }
     spawn_local_s3_notifications(&state);
     let listener = tokio::net::TcpListener::bind(addr)
