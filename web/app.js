@@ -353,6 +353,39 @@ $("upload").addEventListener("submit", async (e) => {
   } catch (err) { $("chat-error").textContent = err.message; }
 });
 
+// ---------------------------------------------------------------- Cognito hosted UI (AWS)
+// The authorization code flow with PKCE: no client secret, and the code is useless without the
+// verifier this tab keeps.
+function redirectUri() { return location.origin + location.pathname; }
+function b64url(bytes) {
+  return btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+async function hostedSignIn(cognito) {
+  const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
+  const challenge = b64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+  sessionStorage.setItem("ragbot.pkce", verifier);
+  location.href = cognito.domain + "/oauth2/authorize?" + new URLSearchParams({
+    response_type: "code", client_id: cognito.clientId, redirect_uri: redirectUri(),
+    scope: "openid email profile", code_challenge: challenge, code_challenge_method: "S256",
+  });
+}
+async function exchange(cognito, code) {
+  const verifier = sessionStorage.getItem("ragbot.pkce");
+  sessionStorage.removeItem("ragbot.pkce");
+  if (!verifier) throw new Error("This sign-in was started elsewhere; sign in again.");
+  const r = await fetch(cognito.domain + "/oauth2/token", {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "authorization_code", client_id: cognito.clientId, code,
+      redirect_uri: redirectUri(), code_verifier: verifier,
+    }),
+  });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok || !body.id_token) throw new Error("Sign-in failed: " + (body.error || r.status));
+  return body.id_token;
+}
+
 // ---------------------------------------------------------------- start
 (async function start() {
   try {
@@ -361,14 +394,15 @@ $("upload").addEventListener("submit", async (e) => {
   } catch (_) { /* no config: same origin */ }
   $("dev-sign-in").hidden = !state.config.devSignIn;
   const cognito = state.config.cognito;
+  let token = sessionStorage.getItem("ragbot.token");
   if (cognito && cognito.domain && cognito.clientId) {
-    const back = location.origin + location.pathname;
-    $("cognito-link").href = cognito.domain + "/oauth2/authorize?response_type=token&scope=openid&client_id=" +
-      encodeURIComponent(cognito.clientId) + "&redirect_uri=" + encodeURIComponent(back);
     $("cognito").hidden = false;
+    $("cognito-link").addEventListener("click", (e) => { e.preventDefault(); hostedSignIn(cognito); });
+    const code = new URLSearchParams(location.search).get("code");
+    if (code) {
+      history.replaceState(null, "", location.pathname);
+      try { token = await exchange(cognito, code); } catch (e) { $("sign-in-error").textContent = e.message; }
+    }
   }
-  const fromHash = new URLSearchParams(location.hash.slice(1)).get("id_token");
-  if (fromHash) history.replaceState(null, "", location.pathname);
-  const token = fromHash || sessionStorage.getItem("ragbot.token");
   if (token) signIn(token); else signOut();
 })();

@@ -170,3 +170,61 @@ fn the_chat_stream_has_a_streaming_function_url_that_verifies_tokens_itself() {
     );
     assert!(!t["Outputs"]["ChatStreamUrl"].is_null());
 }
+
+/// The optional web page hosting: off by default; when on, a private bucket that only the
+/// stack's CloudFront distribution may read.
+#[test]
+fn the_web_page_bucket_is_optional_private_and_read_only_by_cloudfront() {
+    let t = template();
+    assert_eq!(
+        t["Parameters"]["WebPage"]["Default"].as_str(),
+        Some("false")
+    );
+    for r in [
+        "WebBucket",
+        "WebOriginAccess",
+        "WebDistribution",
+        "WebBucketPolicy",
+    ] {
+        assert_eq!(
+            t["Resources"][r]["Condition"].as_str(),
+            Some("UseWebPage"),
+            "{r} only with WebPage=true"
+        );
+    }
+    let block = &t["Resources"]["WebBucket"]["Properties"]["PublicAccessBlockConfiguration"];
+    for k in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[k].as_bool(), Some(true), "{k}");
+    }
+    let origin =
+        &t["Resources"]["WebDistribution"]["Properties"]["DistributionConfig"]["Origins"][0];
+    assert!(format!("{:?}", origin["OriginAccessControlId"]).contains("WebOriginAccess"));
+    let statement =
+        &t["Resources"]["WebBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(
+        statement["Principal"]["Service"].as_str(),
+        Some("cloudfront.amazonaws.com")
+    );
+    assert!(format!("{:?}", statement["Condition"]).contains("WebDistribution"));
+    // Signing in on the page: the hosted UI's code flow (PKCE, no secret), back to the page.
+    assert_eq!(
+        t["Resources"]["UserPoolDomain"]["Condition"].as_str(),
+        Some("HostedSignIn")
+    );
+    let client = &t["Resources"]["UserPoolClient"]["Properties"];
+    assert_eq!(client["GenerateSecret"].as_bool(), Some(false));
+    for k in ["AllowedOAuthFlows", "CallbackURLs"] {
+        let v = format!("{:?}", client[k]);
+        assert!(
+            v.contains("HostedSignIn"),
+            "{k} only with the hosted sign-in: {v}"
+        );
+    }
+    assert!(format!("{:?}", client["AllowedOAuthFlows"]).contains("code"));
+    assert!(!t["Outputs"]["WebConfig"].is_null());
+}

@@ -92,6 +92,53 @@ async fn ask(
     Ok((t.elapsed(), a.grounded))
 }
 
+/// One streamed answer: the time to the `meta`/`citations` events (retrieval done), to the first
+/// `delta`, and to the end.
+async fn ask_streamed(
+    chat: &Chat,
+    tenant: &Tenant,
+    i: usize,
+) -> Result<
+    (
+        std::time::Duration,
+        std::time::Duration,
+        std::time::Duration,
+    ),
+    String,
+> {
+    let (progress_tx, mut progress) = tokio::sync::mpsc::channel(4);
+    let (delta_tx, mut deltas) = tokio::sync::mpsc::channel(64);
+    let t = Instant::now();
+    let answer = async move {
+        let r = chat
+            .answer(Question {
+                tenant,
+                owner: "bench",
+                conversation_id: None,
+                message: PAIRS[i % PAIRS.len()].1,
+                top_k: None,
+                mode: None,
+                filters: None,
+                history: None,
+                deltas: Some(&delta_tx),
+                progress: Some(&progress_tx),
+            })
+            .await;
+        // The reader's loops end when the senders go.
+        drop((delta_tx, progress_tx));
+        (r, t.elapsed())
+    };
+    let read = async {
+        let meta = progress.recv().await.map(|_| t.elapsed());
+        let first = deltas.recv().await.map(|_| t.elapsed());
+        while deltas.recv().await.is_some() {}
+        (meta, first)
+    };
+    let ((r, total), (meta, first)) = tokio::join!(answer, read);
+    r.map_err(describe)?;
+    Ok((meta.ok_or("no meta")?, first.ok_or("no delta")?, total))
+}
+
 fn describe(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
@@ -179,6 +226,20 @@ pub fn run() -> Result<(), String> {
             overhead.push(d);
             grounded += usize::from(g);
         }
+        // Streamed (POST /chat/stream's pipeline): time to `meta` (retrieval done, what a
+        // model would start from) and to the first `delta`.
+        let (mut to_meta, mut to_delta) = (Vec::new(), Vec::new());
+        for i in 0..200 {
+            let (m, d, _) = ask_streamed(&plain, &tenant, i).await?;
+            to_meta.push(m);
+            to_delta.push(d);
+        }
+        let streamed = json!({
+            "to_meta_ms": {"p50": ms(pct(&mut to_meta.clone(), 50.0)), "p95": ms(pct(&mut to_meta, 95.0))},
+            "to_first_delta_ms": {"p50": ms(pct(&mut to_delta.clone(), 50.0)), "p95": ms(pct(&mut to_delta, 95.0))},
+            "budget_ms_p95": 50,
+        });
+        eprintln!("  streamed (extractive): {streamed}");
         // Retrieval alone, per mode, for the same questions (what the pipeline's time rests on).
         let mut by_mode = serde_json::Map::new();
         for (name, mode) in [("vector", ragbot::retrieval::Mode::Vector), ("hybrid", ragbot::retrieval::Mode::Hybrid)] {
@@ -248,6 +309,39 @@ pub fn run() -> Result<(), String> {
                     .map_err(describe)?;
                 runs.push((t.elapsed().as_secs_f64(), c.usage));
             }
+            // Streamed: the first piece after the model read the prompt, then its writing speed.
+            let mut first_piece = Vec::new();
+            let mut writing = Vec::new();
+            for q in ["What is the travel policy?", "Who signs off expenses?"] {
+                let prompt = AnswerPrompt {
+                    system: &state.config.chat.system_prompt,
+                    history: &[],
+                    question: q,
+                    passages: &passages,
+                };
+                let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+                let t = Instant::now();
+                let deadline = Instant::now() + std::time::Duration::from_secs(300);
+                let (provider, prompt) = (&provider, &prompt);
+                let answer = async move {
+                    let c = ragbot::llm::LlmProvider::answer_stream(provider, prompt, deadline, &tx).await;
+                    drop(tx);
+                    c
+                };
+                let read = async {
+                    let first = rx.recv().await.map(|_| t.elapsed());
+                    let mut pieces = 1u32;
+                    while rx.recv().await.is_some() {
+                        pieces += 1;
+                    }
+                    (first, pieces, t.elapsed())
+                };
+                let (c, (first, pieces, end)) = tokio::join!(answer, read);
+                c.map_err(describe)?;
+                let first = first.ok_or("no piece")?;
+                first_piece.push(first.as_secs_f64());
+                writing.push(f64::from(pieces) / (end - first).as_secs_f64().max(1e-3));
+            }
             let secs: f64 = runs.iter().map(|r| r.0).sum();
             let completion: u32 = runs.iter().map(|r| r.1.completion_tokens).sum();
             let prompt: u32 = runs.iter().map(|r| r.1.prompt_tokens).sum();
@@ -258,6 +352,8 @@ pub fn run() -> Result<(), String> {
                 "completion_tokens_avg": completion / runs.len() as u32,
                 "answer_s_avg": round(secs / runs.len() as f64),
                 "tokens_per_s_end_to_end": round(f64::from(completion) / secs),
+                "streamed_first_piece_s": first_piece.iter().map(|x| round(*x)).collect::<Vec<_>>(),
+                "streamed_tokens_per_s_writing": writing.iter().map(|x| round(*x)).collect::<Vec<_>>(),
             });
         }
 
@@ -268,6 +364,7 @@ pub fn run() -> Result<(), String> {
             "cache_miss_ms": {"p50": ms(pct(&mut misses.clone(), 50.0)), "max": ms(pct(&mut misses.clone(), 100.0))},
             "cache_hit_ms": {"p50": ms(pct(&mut hits.clone(), 50.0)), "p95": ms(pct(&mut hits.clone(), 95.0))},
             "local_llm": llm_report,
+            "streamed": streamed,
             "retrieval_only_ms": by_mode,
             "budget_ms_p95": 25,
         });
