@@ -30,7 +30,7 @@ const FAQ: [(&str, &str); 4] = [
     ),
 ];
 
-async fn app_with(env: Vec<(String, String)>) -> TestApp {
+pub(crate) async fn app_with(env: Vec<(String, String)>) -> TestApp {
     let mut vars: HashMap<String, String> =
         HashMap::from([("EMBEDDING_PROVIDER".into(), "local".into())]);
     vars.extend(env);
@@ -887,6 +887,20 @@ async fn stream(
     (r.status, sse_events(&r.body), plain)
 }
 
+/// `GET /conversations/{id}/messages` as `token`: the status and the body.
+async fn stored_messages(app: &TestApp, token: &str, conversation: &str) -> (StatusCode, Value) {
+    let r = app
+        .call(
+            "GET",
+            &format!("/conversations/{conversation}/messages"),
+            Some(token),
+            None,
+        )
+        .await;
+    let body = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    (r.status, body)
+}
+
 fn names(events: &[(String, Value)]) -> Vec<&str> {
     events.iter().map(|(n, _)| n.as_str()).collect()
 }
@@ -931,15 +945,7 @@ async fn streamed_answers_come_as_meta_citations_deltas_done_and_are_stored_as_d
 
     // What was stored is what `done` carried.
     let conversation = done["conversation_id"].as_str().unwrap().to_string();
-    let stored = app
-        .call(
-            "GET",
-            &format!("/conversations/{conversation}/messages"),
-            Some(&user),
-            None,
-        )
-        .await
-        .json();
+    let (_, stored) = stored_messages(&app, &user, &conversation).await;
     let messages = stored["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[1]["id"], done["message_id"]);
@@ -996,15 +1002,7 @@ async fn a_provider_failure_mid_stream_is_an_error_event_and_the_question_is_kep
     assert_eq!(names(&events), ["meta", "citations", "error"], "{events:?}");
     assert_eq!(events[2].1["error"]["code"], "llm_error", "{events:?}");
     let conversation = events[0].1["conversation_id"].as_str().unwrap();
-    let stored = app
-        .call(
-            "GET",
-            &format!("/conversations/{conversation}/messages"),
-            Some(&user),
-            None,
-        )
-        .await
-        .json();
+    let (_, stored) = stored_messages(&app, &user, conversation).await;
     let messages = stored["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 1, "no half-written answer: {stored}");
     assert_eq!(messages[0]["status"], "failed");
@@ -1020,17 +1018,7 @@ async fn a_client_that_leaves_mid_stream_stops_the_model() {
     let app = app_with(env).await;
     seed_faq(&app, "acme").await;
     let user = app.token("alice", "acme", &["user"]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = app.router.clone();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .ok();
-    });
+    let addr = TestApp::serve(app.router.clone()).await;
     let mut r = reqwest::Client::new()
         .post(format!("http://{addr}/chat/stream"))
         .bearer_auth(&user)
@@ -1065,16 +1053,9 @@ async fn a_client_that_leaves_mid_stream_stops_the_model() {
     );
     let mut messages = Vec::new();
     for _ in 0..50 {
-        let stored = app
-            .call(
-                "GET",
-                &format!("/conversations/{conversation}/messages"),
-                Some(&user),
-                None,
-            )
-            .await;
-        if stored.status == StatusCode::OK {
-            messages = stored.json()["messages"].as_array().unwrap().clone();
+        let (status, stored) = stored_messages(&app, &user, &conversation).await;
+        if status == StatusCode::OK {
+            messages = stored["messages"].as_array().unwrap().clone();
             if !messages.is_empty() {
                 break;
             }

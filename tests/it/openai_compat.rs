@@ -3,27 +3,16 @@
 //! install step). Content is asserted with the deterministic extractive provider; the local LLM
 //! server shows that a stream really comes in pieces.
 
-use std::{collections::HashMap, net::SocketAddr};
-
 use http::StatusCode;
-use ragbot_tests::{Options, TestApp};
+use ragbot_tests::TestApp;
+
+use super::chat::app_with;
 use serde_json::{json, Value};
 
 const PASSWORD_Q: &str = "How can I change my Gmail password?";
 const PASSWORD_A: &str = "Open Settings, then Accounts and Import, then Change password.";
 const STRIKE_Q: &str = "How do I strikethrough text in GitHub Markdown?";
 const STRIKE_A: &str = "Wrap the words in two tildes on each side, like ~~this~~.";
-
-async fn app_with(env: Vec<(String, String)>) -> TestApp {
-    let mut vars: HashMap<String, String> =
-        HashMap::from([("EMBEDDING_PROVIDER".into(), "local".into())]);
-    vars.extend(env);
-    TestApp::spawn_with(Options {
-        env: vars,
-        ..Default::default()
-    })
-    .await
-}
 
 async fn seed(app: &TestApp, tenant: &str) {
     let admin = app.token("admin-1", tenant, &["admin", "user"]);
@@ -47,18 +36,7 @@ async fn seed(app: &TestApp, tenant: &str) {
 
 /// The app on a real port, as `ragbot dev` serves it; its `/v1` base URL.
 async fn serve(app: &TestApp) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = app.router.clone();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .ok();
-    });
-    format!("http://{addr}/v1")
+    format!("http://{}/v1", TestApp::serve(app.router.clone()).await)
 }
 
 /// One run of the official client; what it saw, as JSON.

@@ -4,7 +4,7 @@
 //! behind the chat (through the counting proxy, so the tests take turns at the one server).
 //! Screenshots of each state go to `target/test-output/browser/`.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use ragbot_tests::{llm::LlmProxy, Options, TestApp};
@@ -158,16 +158,7 @@ async fn the_page_signs_in_streams_cites_follows_up_takes_feedback_and_suggests(
         ragbot_tests::repo_root().join("web"),
         app.state.config.auth.clone(),
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .ok();
-    });
+    let addr = TestApp::serve(router).await;
     let driver = chromedriver().await;
     let c = browser(&driver).await;
     let result = tokio::time::timeout(Duration::from_secs(600), async {

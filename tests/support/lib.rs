@@ -212,6 +212,24 @@ impl TestApp {
         .expect("mint token")
     }
 
+    /// `router` (this app's, or it merged with more) on a real local port, as `ragbot dev` serves
+    /// it, for clients that need real HTTP (streams, browsers, other languages' SDKs).
+    pub async fn serve(router: Router) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let addr = listener.local_addr().expect("its address");
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .ok();
+        });
+        addr
+    }
+
     /// `method path` with an optional bearer token and JSON body.
     pub async fn call(
         &self,

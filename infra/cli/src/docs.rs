@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use axum::{
     extract::{Path as UrlPath, State},
-    http::header,
     response::{Html, IntoResponse, Response},
     routing::get,
     Router,
@@ -72,20 +71,12 @@ async fn page(State(dir): State<PathBuf>) -> Response {
 }
 
 async fn asset(State(dir): State<PathBuf>, UrlPath(file): UrlPath<String>) -> Response {
-    // Only the known files: nothing else under (or outside) the directory is reachable.
-    let Some((name, content_type)) = FILES.iter().find(|(f, _)| *f == file) else {
+    if !FILES.iter().any(|(f, _)| *f == file) {
         return ApiError::not_found(format!("no file {file} in the API docs")).into_response();
-    };
-    match tokio::fs::read(dir.join(name)).await {
-        Ok(bytes) => (
-            [
-                (header::CONTENT_TYPE, *content_type),
-                (header::CACHE_CONTROL, "public, max-age=3600"),
-            ],
-            bytes,
-        )
-            .into_response(),
-        Err(_) => not_installed(&dir),
+    }
+    match crate::static_file(&dir, &FILES, &file, "public, max-age=3600").await {
+        Some(r) => r,
+        None => not_installed(&dir),
     }
 }
 

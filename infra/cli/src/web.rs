@@ -12,7 +12,7 @@ use std::{
 
 use axum::{
     extract::{Path as UrlPath, State},
-    http::{header, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
@@ -65,20 +65,9 @@ async fn file(State(w): State<Web>, UrlPath(name): UrlPath<String>) -> Response 
 }
 
 async fn serve(dir: &Path, name: &str) -> Response {
-    // Only the page's own files: nothing else under (or outside) the directory is reachable.
-    let Some((name, content_type)) = FILES.iter().find(|(f, _)| *f == name) else {
-        return ApiError::not_found(format!("no route for GET /{name}")).into_response();
-    };
-    match tokio::fs::read(dir.join(name)).await {
-        Ok(bytes) => (
-            [
-                (header::CONTENT_TYPE, *content_type),
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            bytes,
-        )
-            .into_response(),
-        Err(e) => ApiError::not_found(format!("{}: {e}", dir.join(name).display())).into_response(),
+    match crate::static_file(dir, &FILES, name, "no-cache").await {
+        Some(r) => r,
+        None => ApiError::not_found(format!("no route for GET /{name}")).into_response(),
     }
 }
 
