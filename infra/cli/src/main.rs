@@ -925,14 +925,14 @@ async fn dev(addr: SocketAddr) -> Result<(), String> {
                 dir.display()
             );
         }
-        app = app.merge(docs::router(dir));
+        app = app.merge(http::with_request_context(docs::router(dir)));
     }
     // The web chat page at /, from the repository's web/ (RAGBOT_WEB_DIR).
     if let Some(dir) = std::env::var_os("RAGBOT_WEB_DIR").map(std::path::PathBuf::from) {
         if web::is_present(&dir) {
             let auth = AuthSettings::from_env().map_err(|e| e.to_string())?;
             eprintln!("ragbot dev: the chat page on http://{addr}/");
-            app = app.merge(web::router(dir, auth));
+            app = app.merge(http::with_request_context(web::router(dir, auth)));
         } else {
             eprintln!("ragbot dev: RAGBOT_WEB_DIR={} holds no page", dir.display());
         }

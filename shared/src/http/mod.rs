@@ -237,6 +237,12 @@ pub fn app(routes: Routes, state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Request ids and request logs (as [`app`] gives the API) for routes served beside it, such as
+/// the dev server's pages, so their errors carry an id too.
+pub fn with_request_context(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(request_id::request_context))
+}
+
 fn cors(http: &HttpSettings) -> Option<CorsLayer> {
     if http.cors_origins.is_empty() {
         return None;
