@@ -75,18 +75,7 @@ async fn ask(
 ) -> Result<(std::time::Duration, bool), String> {
     let t = Instant::now();
     let a = chat
-        .answer(Question {
-            tenant,
-            owner: "bench",
-            conversation_id: None,
-            message: PAIRS[i % PAIRS.len()].1,
-            top_k: None,
-            mode: None,
-            filters: None,
-            history: None,
-            deltas: None,
-            progress: None,
-        })
+        .answer(Question::new(tenant, "bench", PAIRS[i % PAIRS.len()].1))
         .await
         .map_err(describe)?;
     Ok((t.elapsed(), a.grounded))
@@ -112,16 +101,9 @@ async fn ask_streamed(
     let answer = async move {
         let r = chat
             .answer(Question {
-                tenant,
-                owner: "bench",
-                conversation_id: None,
-                message: PAIRS[i % PAIRS.len()].1,
-                top_k: None,
-                mode: None,
-                filters: None,
-                history: None,
                 deltas: Some(&delta_tx),
                 progress: Some(&progress_tx),
+                ..Question::new(tenant, "bench", PAIRS[i % PAIRS.len()].1)
             })
             .await;
         // The reader's loops end when the senders go.

@@ -617,16 +617,8 @@ async fn seed(
                 let a = state
                     .chat
                     .answer(ragbot::chat::Question {
-                        tenant: &tenant,
-                        owner: subject,
                         conversation_id: conversation,
-                        message,
-                        top_k: None,
-                        mode: None,
-                        filters: None,
-                        history: None,
-                        deltas: None,
-                        progress: None,
+                        ..ragbot::chat::Question::new(&tenant, subject, message)
                     })
                     .await
                     .map_err(|e| e.to_string())?;

@@ -205,18 +205,7 @@ pub async fn evaluate(
     for (i, q) in data.queries.iter().enumerate() {
         let started = Instant::now();
         let outcome = chat
-            .answer(Question {
-                tenant,
-                owner: EVAL_OWNER,
-                conversation_id: None,
-                message: &q.text,
-                top_k: None,
-                mode: None,
-                filters: None,
-                history: None,
-                deltas: None,
-                progress: None,
-            })
+            .answer(Question::new(tenant, EVAL_OWNER, &q.text))
             .await;
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
         progress(i + 1);

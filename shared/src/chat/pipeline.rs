@@ -75,6 +75,25 @@ pub struct Question<'a> {
     pub progress: Option<&'a ProgressSender>,
 }
 
+impl<'a> Question<'a> {
+    /// `message` from `owner` of `tenant`, in a new conversation, with the default retrieval,
+    /// answered whole; set the other fields with struct update syntax.
+    pub fn new(tenant: &'a Tenant, owner: &'a str, message: &'a str) -> Self {
+        Question {
+            tenant,
+            owner,
+            conversation_id: None,
+            message,
+            top_k: None,
+            mode: None,
+            filters: None,
+            history: None,
+            deltas: None,
+            progress: None,
+        }
+    }
+}
+
 /// What a streamed answer tells its reader before the text: the ids the turn will be stored
 /// under, and the passages the answer rests on (the cited ones for a cache hit, none for the
 /// fallback).

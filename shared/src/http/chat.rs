@@ -98,16 +98,11 @@ fn ask<'a>(
     req: &'a MessageRequest,
 ) -> Question<'a> {
     Question {
-        tenant: &who.tenant,
-        owner,
         conversation_id,
-        message: &req.message,
         top_k: req.top_k,
         mode: req.mode,
         filters: req.filters.as_ref(),
-        history: None,
-        deltas: None,
-        progress: None,
+        ..Question::new(&who.tenant, owner, &req.message)
     }
 }
 

@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ApiError, ApiJson, Authorized, ErrorEnvelope, Reader};
+use super::{receiver_stream, ApiError, ApiJson, Authorized, ErrorEnvelope, Reader};
 use crate::{
     chat::{self, ChatError, ChatRequest, ChatResponse, Question, Retrieved},
     AppState,
@@ -55,16 +55,13 @@ pub(super) async fn chat_stream(
         let result = state
             .chat
             .answer(Question {
-                tenant: &tenant,
-                owner: &owner,
                 conversation_id: req.conversation_id,
-                message: &req.message,
                 top_k: req.top_k,
                 mode: req.mode,
                 filters: req.filters.as_ref(),
-                history: None,
                 deltas: Some(&delta_tx),
                 progress: Some(&progress_tx),
+                ..Question::new(&tenant, &owner, &req.message)
             })
             .await;
         drop((delta_tx, progress_tx));
@@ -84,7 +81,7 @@ pub(super) async fn chat_stream(
         ),
         event("citations", json!({"citations": retrieved.passages})),
     ];
-    let pieces = tokio_stream_of(deltas).map(|text| event("delta", json!({ "text": text })));
+    let pieces = receiver_stream(deltas).map(|text| event("delta", json!({ "text": text })));
     let end = futures_util::stream::once(async move {
         match done.await {
             Ok(Ok(r)) => event("done", json!(r)),
@@ -109,9 +106,4 @@ fn event(name: &str, data: serde_json::Value) -> Event {
 fn error_event(e: ApiError, request_id: &str) -> Event {
     tracing::warn!(status = e.status.as_u16(), code = e.code, message = %e.message, "streamed answer failed");
     event("error", e.envelope(request_id))
-}
-
-/// The receiver as a stream (what `tokio-stream`'s `ReceiverStream` does, without the crate).
-fn tokio_stream_of<T>(rx: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
-    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|t| (t, rx)) })
 }

@@ -237,6 +237,14 @@ pub fn app(routes: Routes, state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A channel's receiver as a stream (what `tokio-stream`'s `ReceiverStream` does, without the
+/// crate): the streamed answers' pieces on their way into server-sent events.
+pub(crate) fn receiver_stream<T>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|t| (t, rx)) })
+}
+
 /// Request ids and request logs (as [`app`] gives the API) for routes served beside it, such as
 /// the dev server's pages, so their errors carry an id too.
 pub fn with_request_context(router: Router) -> Router {

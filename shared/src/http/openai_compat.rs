@@ -30,7 +30,9 @@ use serde_json::{json, Value};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{ApiError, Authorized, Reader, Routes};
+use futures_util::StreamExt;
+
+use super::{receiver_stream, ApiError, Authorized, Reader, Routes};
 use crate::{
     chat::{self, ChatResponse, Citation, Question},
     llm::{Role, Turn},
@@ -324,16 +326,10 @@ impl Ask {
         self.state
             .chat
             .answer(Question {
-                tenant: &self.tenant,
-                owner: &self.owner,
                 conversation_id: self.conversation_id,
-                message: &self.question,
-                top_k: None,
-                mode: None,
-                filters: None,
                 history: stateless.then_some(self.history.as_slice()),
                 deltas,
-                progress: None,
+                ..Question::new(&self.tenant, &self.owner, &self.question)
             })
             .await
     }
@@ -424,6 +420,28 @@ async fn completions(
     stream(ask, id, created, req.model).await
 }
 
+/// The `chat.completion.chunk`s of one streamed answer.
+#[derive(Clone)]
+struct Chunks {
+    id: String,
+    created: i64,
+    model: String,
+}
+
+impl Chunks {
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        })
+    }
+
+    fn event(&self, delta: Value, finish: Option<&str>) -> Event {
+        Event::default().data(self.chunk(delta, finish).to_string())
+    }
+}
+
 /// The streamed answer. The answer runs in its own task; the response starts with its first
 /// piece of text, so an error before any text (budget, provider down) is still a plain error
 /// response with its status. A client that goes away closes the channel, which stops the
@@ -453,62 +471,35 @@ async fn stream(ask: Ask, id: String, created: i64, model: String) -> Result<Res
             }
         }
     }
-    let chunk = move |delta: Value, finish: Option<&str>| {
-        json!({
-            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        })
+    let chunks = Chunks { id, created, model };
+    let mut head = vec![chunks.event(json!({"role": "assistant", "content": ""}), None)];
+    head.extend(first.map(|p| chunks.event(json!({ "content": p }), None)));
+    let pieces = {
+        let chunks = chunks.clone();
+        receiver_stream(rx).map(move |p| chunks.event(json!({ "content": p }), None))
     };
-    let opening = chunk(json!({"role": "assistant", "content": ""}), None);
-    let mut events = vec![Event::default().data(opening.to_string())];
-    if let Some(p) = first {
-        events.push(Event::default().data(chunk(json!({"content": p}), None).to_string()));
-    }
-    enum Phase {
-        Opening(std::vec::IntoIter<Event>),
-        Pieces,
-        Finished,
-    }
-    let state = (Phase::Opening(events.into_iter()), rx, Some(done_rx), chunk);
-    let body =
-        futures_util::stream::unfold(state, |(mut phase, mut rx, mut done, chunk)| async move {
-            loop {
-                match phase {
-                    Phase::Opening(ref mut it) => match it.next() {
-                        Some(e) => return Some((e, (phase, rx, done, chunk))),
-                        None => phase = Phase::Pieces,
-                    },
-                    Phase::Pieces => {
-                        if let Some(p) = rx.recv().await {
-                            let e = Event::default()
-                                .data(chunk(json!({"content": p}), None).to_string());
-                            return Some((e, (Phase::Pieces, rx, done, chunk)));
-                        }
-                        let last = match done.take()?.await {
-                            Ok(Ok(r)) => {
-                                let mut c = chunk(json!({}), Some("stop"));
-                                c["usage"] = json!(usage_of(&r));
-                                c["citations"] = json!(r.citations);
-                                c["ragbot"] = json!(extra(&r, r.conversation_id != Uuid::nil()));
-                                c
-                            }
-                            Ok(Err(e)) => json!(error_body(&ApiError::from(e))),
-                            Err(_) => json!(error_body(&ApiError::unavailable(
-                                "the answer stopped before it ended"
-                            ))),
-                        };
-                        let e = Event::default().data(last.to_string());
-                        return Some((e, (Phase::Finished, rx, None, chunk)));
-                    }
-                    Phase::Finished => return None,
-                }
+    let end = futures_util::stream::once(async move {
+        let last = match done_rx.await {
+            Ok(Ok(r)) => {
+                let mut c = chunks.chunk(json!({}), Some("stop"));
+                c["usage"] = json!(usage_of(&r));
+                c["citations"] = json!(r.citations);
+                c["ragbot"] = json!(extra(&r, r.conversation_id != Uuid::nil()));
+                c
             }
-        });
+            Ok(Err(e)) => json!(error_body(&ApiError::from(e))),
+            Err(_) => json!(error_body(&ApiError::unavailable(
+                "the answer stopped before it ended"
+            ))),
+        };
+        Event::default().data(last.to_string())
+    });
     let done = futures_util::stream::once(async { Event::default().data("[DONE]") });
-    let all = futures_util::StreamExt::map(
-        futures_util::StreamExt::chain(body, done),
-        Ok::<_, Infallible>,
-    );
+    let all = futures_util::stream::iter(head)
+        .chain(pieces)
+        .chain(end)
+        .chain(done)
+        .map(Ok::<_, Infallible>);
     Ok(Sse::new(all).into_response())
 }
 
