@@ -28,6 +28,10 @@ pub enum Step {
     Status(u16),
     /// Wait this long, then forward.
     Stall(Duration),
+    /// Answer a stream of this many one-word pieces, one every 100 ms, without calling the
+    /// server: what a reader that leaves mid-answer is tested against (abandoning the real
+    /// server's streams crashes it now and then).
+    Stream(usize),
 }
 
 /// The stack's one LLM server takes one request at a time: llama-cpp-python 0.2.60 crashes
@@ -139,6 +143,7 @@ async fn completions(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -
             return (status, [("retry-after", "0")], "scripted failure").into_response();
         }
         Some(Step::Stall(d)) => tokio::time::sleep(d).await,
+        Some(Step::Stream(n)) => return scripted_stream(n, s.abandoned.clone()),
         None => {}
     }
     let turn = SERVER.lock().await;
@@ -165,17 +170,17 @@ async fn completions(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -
                 return (status, [("content-type", "application/json")], bytes).into_response();
             }
             // A stream is passed on as it comes; when the app goes away mid-stream the proxy
-            // sees its sends fail, counts it, and drops the server's stream (which stops it).
+            // sees its sends fail and counts it. It then reads the server's stream to its end
+            // before the next test's turn: the local server crashes when a request reaches it
+            // while an abandoned stream is still being generated.
             let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
             let abandoned = s.abandoned.clone();
             tokio::spawn(async move {
+                let mut reader_left = false;
                 while let Ok(Some(bytes)) = r.chunk().await {
-                    if tx.send(bytes).await.is_err() {
+                    if !reader_left && tx.send(bytes).await.is_err() {
                         abandoned.fetch_add(1, Ordering::SeqCst);
-                        drop(r);
-                        // The server winds the stream down at its next token.
-                        tokio::time::sleep(Duration::from_millis(1500)).await;
-                        break;
+                        reader_left = true;
                     }
                 }
                 drop(turn);
@@ -194,6 +199,35 @@ async fn completions(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -
         }
         Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     }
+}
+
+/// `n` `chat.completion.chunk` pieces, then `[DONE]`; a reader that leaves is counted.
+fn scripted_stream(n: usize, abandoned: Arc<AtomicUsize>) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    tokio::spawn(async move {
+        for i in 0..n {
+            let event = format!(
+                "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}}}}]}}\n\n"
+            );
+            if tx.send(Bytes::from(event)).await.is_err() {
+                abandoned.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await.ok();
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    (
+        StatusCode::OK,
+        [("content-type", "text/event-stream")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 async fn models(State(s): State<Shared>) -> Response {

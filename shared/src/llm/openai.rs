@@ -146,9 +146,10 @@ impl Stream {
     }
 }
 
-/// A permit under `LLM_MAX_CONCURRENCY`. A stream abandoned mid-answer (its reader left) keeps
-/// the permit a moment longer: the server only notices at its next token, and a request reaching
-/// a server still writing an abandoned stream is what crashes llama-cpp-python 0.2.60's server.
+/// A permit under `LLM_MAX_CONCURRENCY`. A call whose future is dropped mid-stream (rather than
+/// seeing its reader leave, see `abandon`) keeps the permit a moment longer: the server only
+/// notices at its next token, and a request reaching a server still writing an abandoned stream
+/// is what crashes llama-cpp-python 0.2.60's server.
 #[derive(Default)]
 struct GateTurn {
     permit: Option<OwnedSemaphorePermit>,
@@ -349,6 +350,7 @@ impl OpenAiChat {
                 LlmError::Provider(format!("{}: unexpected stream event: {e}", self.url))
             })? {
                 if deltas.send(text).await.is_err() {
+                    self.abandon(resp, turn, deadline);
                     return Err(LlmError::Cancelled);
                 }
             }
@@ -368,6 +370,26 @@ impl OpenAiChat {
                 citations: None,
             })
             .ok_or_else(|| LlmError::Provider(format!("{}: the stream carried no text", self.url)))
+    }
+
+    /// The reader left mid-stream. Without `LLM_MAX_CONCURRENCY` the connection is dropped, which
+    /// stops a hosted provider's generation (no tokens paid for nobody). With it (single-slot
+    /// servers) the stream is read to its end in the background and the turn kept until then:
+    /// llama-cpp-python's server crashes when a request reaches it while an abandoned stream is
+    /// still being generated.
+    fn abandon(&self, mut resp: reqwest::Response, mut turn: GateTurn, deadline: Instant) {
+        if turn.permit.is_none() {
+            return;
+        }
+        turn.ended = true;
+        tokio::spawn(async move {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let drain = async { while let Ok(Some(_)) = resp.chunk().await {} };
+            if tokio::time::timeout(left, drain).await.is_err() {
+                tracing::warn!("an abandoned stream outlived its deadline; its turn ends now");
+            }
+            drop(turn);
+        });
     }
 
     fn completion(&self, r: Response) -> Result<Completion, LlmError> {
