@@ -109,7 +109,7 @@ impl AppState {
             embedder: embedder.clone(),
             chunker,
             objects: Arc::new(S3Objects::new(&aws)),
-            ledger: Arc::new(DynamoLedger::new(&aws)),
+            ledger: Arc::new(DynamoLedger::new(&aws, config.ingest.claim_lease)),
             documents_bucket: aws.documents_bucket.clone(),
             default_tenant: default_tenant.clone(),
             embed_batch: config.ingest.embed_batch,

@@ -409,6 +409,9 @@ pub struct IngestSettings {
     /// The Lambda function that runs ingestion workers (`INGEST_JOB_FUNCTION`, else this
     /// function when running in Lambda); `None`: workers are tasks of this process.
     pub job_function: Option<String>,
+    /// How long the ingestion ledger's claim on one S3 write lasts unrenewed
+    /// (`INGEST_CLAIM_LEASE_SECONDS`, 45; see [`crate::aws::LEDGER_LEASE`]).
+    pub claim_lease: Duration,
 }
 
 /// Limits on requests: body size, CORS.
@@ -580,6 +583,10 @@ impl Config {
             job_function: env
                 .string("INGEST_JOB_FUNCTION")
                 .or_else(|| env.string("AWS_LAMBDA_FUNCTION_NAME")),
+            claim_lease: Duration::from_secs(env.parse_or(
+                "INGEST_CLAIM_LEASE_SECONDS",
+                crate::aws::LEDGER_LEASE.as_secs(),
+            )?),
         };
         for (name, value) in [
             ("INGEST_JOB_MAX_WORKERS", ingest.jobs.max_workers),
@@ -590,6 +597,10 @@ impl Config {
             (
                 "INGEST_JOB_LEASE_SECONDS",
                 ingest.jobs.lease.as_secs() as usize,
+            ),
+            (
+                "INGEST_CLAIM_LEASE_SECONDS",
+                ingest.claim_lease.as_secs() as usize,
             ),
         ] {
             if value == 0 {

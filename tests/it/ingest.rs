@@ -335,7 +335,16 @@ async fn redelivered_and_concurrent_s3_events_leave_one_copy() {
         "the document was split: {doc_chunks} chunks"
     );
 
-    // ObjectRemoved removes the document and its chunks.
+    // ObjectRemoved (sent once the object is gone) removes the document and its chunks.
+    app.state
+        .aws
+        .s3
+        .delete_object()
+        .bucket(&bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
     let removed = deliver(
         &app,
         s3_event("ObjectRemoved:Delete", &bucket, key, None, 0),
@@ -642,4 +651,179 @@ async fn every_sample_event_is_handled() {
             }
         }
     }
+}
+
+/// Every event the notifier reports now, delivered to the embed function's handler.
+async fn poll_and_deliver(app: &TestApp, notifier: &mut LocalNotifier) -> Vec<Value> {
+    let mut out = Vec::new();
+    for event in notifier.poll().await.expect("poll the bucket") {
+        let object = &event["Records"][0]["s3"]["object"];
+        assert!(
+            !object["eTag"].as_str().unwrap_or_default().is_empty(),
+            "the event carries the object's ETag, as S3's do: {event}"
+        );
+        out.push(deliver(app, event).await["records"][0].clone());
+    }
+    out
+}
+
+/// The text of `key`'s document as stored, chunk by chunk.
+async fn stored_text(app: &TestApp, key: &str) -> String {
+    let db = TestDb::connect(&app.db.migrator_url).await;
+    let rows = db
+        .query(
+            "SELECT c.text FROM chunks c JOIN documents d ON d.id = c.document_id
+             WHERE d.source_key = $1 ORDER BY c.ordinal",
+            &[&format!("s3:{key}")],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get::<_, String>(0)).collect()
+}
+
+#[tokio::test]
+async fn a_key_written_a_then_b_then_a_again_ends_at_a_through_the_real_notifier() {
+    let app = app().await;
+    let bucket = app.state.aws.documents_bucket.clone();
+    let mut notifier = LocalNotifier::new(app.state.aws.s3.clone(), bucket.clone());
+    let key = "tenants/acme/handbook.md";
+    // Same length: a listing without ETags cannot tell them apart by size.
+    let a = "# Hours\nThe office opens at nine in the morning.";
+    let b = "# Hours\nThe office opens at five in the morning.";
+    assert_eq!(a.len(), b.len());
+
+    let mut sequencers = Vec::new();
+    for (round, text) in [a, b, a].into_iter().enumerate() {
+        // s3s-fs keeps modification times to the millisecond.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        put_object(&app, key, text.as_bytes(), "text/markdown").await;
+        let events = notifier.poll().await.unwrap();
+        assert_eq!(events.len(), 1, "round {round}: one event per write");
+        let object = &events[0]["Records"][0]["s3"]["object"];
+        sequencers.push(object["sequencer"].as_str().unwrap().to_string());
+        let r = deliver(&app, events[0].clone()).await;
+        assert_eq!(
+            r["records"][0]["result"], "ingested",
+            "round {round}: a new write is never a duplicate: {r}"
+        );
+        let stored = stored_text(&app, key).await;
+        let word = if text == a { "nine" } else { "five" };
+        assert!(stored.contains(word), "round {round}: stored {stored:?}");
+        // A redelivery of the same event is recognised.
+        let again = deliver(&app, events[0].clone()).await;
+        assert_eq!(again["records"][0]["result"], "duplicate", "{again}");
+    }
+    assert!(
+        sequencers.windows(2).all(|w| w[0] < w[1]),
+        "sequencers increase: {sequencers:?}"
+    );
+    assert_eq!(app.count_rows("documents").await, 1);
+    assert!(poll_and_deliver(&app, &mut notifier).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_removal_delivered_after_the_key_was_written_again_keeps_the_document() {
+    let app = app().await;
+    let bucket = app.state.aws.documents_bucket.clone();
+    let key = "tenants/acme/late.txt";
+    put_object(
+        &app,
+        key,
+        b"The canteen serves lunch at noon.",
+        "text/plain",
+    )
+    .await;
+    let created = s3_event("ObjectCreated:Put", &bucket, key, Some("e1"), 33);
+    let removed = s3_event("ObjectRemoved:Delete", &bucket, key, None, 0);
+    assert_eq!(
+        deliver(&app, created).await["records"][0]["result"],
+        "ingested"
+    );
+    // The removal event of an earlier delete arrives late: the object exists, so it is kept.
+    let r = deliver(&app, removed).await;
+    assert_eq!(r["records"][0]["result"], "skipped", "{r}");
+    assert_eq!(app.count_rows("documents").await, 1);
+}
+
+/// The ledger's state for one S3 write, read from DynamoDB Local.
+async fn ledger_state(app: &TestApp, id: &str) -> Option<String> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let out = app
+        .state
+        .aws
+        .dynamodb
+        .get_item()
+        .table_name(&app.state.aws.state_table)
+        .key("pk", AttributeValue::S(format!("ingest#{id}")))
+        .key("sk", AttributeValue::S("ledger".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.item()
+        .and_then(|i| i.get("state"))
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+}
+
+#[tokio::test]
+async fn an_ingestion_killed_midway_is_done_by_the_retry_and_a_live_one_keeps_its_claim() {
+    let app = Arc::new(
+        TestApp::spawn_with(Options {
+            env: HashMap::from([
+                ("EMBEDDING_PROVIDER".into(), "local".into()),
+                ("INGEST_CLAIM_LEASE_SECONDS".into(), "1".into()),
+            ]),
+            ..Default::default()
+        })
+        .await,
+    );
+    let bucket = app.state.aws.documents_bucket.clone();
+    let key = "tenants/acme/crash.txt";
+    put_object(&app, key, b"The night shift starts at ten.", "text/plain").await;
+    let event = s3_event("ObjectCreated:Put", &bucket, key, Some("e1"), 30);
+    let sequencer = event["Records"][0]["s3"]["object"]["sequencer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ledger_id = format!("{bucket}/{key}#{sequencer}");
+
+    // Hold the ingestion inside its first database call: the documents table is locked.
+    let owner = TestDb::connect(&app.db.migrator_url).await;
+    owner
+        .batch_execute("BEGIN; LOCK TABLE documents IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let first = tokio::spawn({
+        let (ingestor, event) = (app.state.ingestor.clone(), event.clone());
+        async move { ragbot::lambda::dispatch_s3(&ingestor, event).await.is_ok() }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ledger_state(&app, &ledger_id).await.as_deref() != Some("processing") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first delivery never claimed the write"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Longer than the lease: a live holder renews its claim, so a redelivery is a duplicate.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let during = deliver(&app, event.clone()).await;
+    assert_eq!(during["records"][0]["result"], "duplicate", "{during}");
+
+    // The invocation dies (no release, no completion), as a crash or a timeout would.
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    owner.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(app.count_rows("documents").await, 0, "nothing was written");
+
+    // Lambda retries the event a minute later; by then the dead holder's lease has run out.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let retry = deliver(&app, event.clone()).await;
+    assert_eq!(retry["records"][0]["result"], "ingested", "{retry}");
+    assert!(stored_text(&app, key).await.contains("night shift"));
+    assert_eq!(
+        ledger_state(&app, &ledger_id).await.as_deref(),
+        Some("done")
+    );
 }

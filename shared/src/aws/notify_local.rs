@@ -2,7 +2,11 @@
 //! server polls the documents bucket and turns each new, changed or removed object into the same
 //! S3 event JSON that AWS would deliver to the embed function.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
@@ -26,7 +30,22 @@ pub fn encode_s3_event_key(key: &str) -> String {
         .replace(' ', "+")
 }
 
-/// One S3 notification with one record, in AWS's shape.
+/// The next event sequencer: strictly increasing within the process, as S3's are for the writes
+/// of one key (a redelivered event repeats its sequencer; a new write gets a greater one).
+pub fn next_sequencer() -> String {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0).max(0) as u64;
+    let mut prev = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return format!("{next:016X}"),
+            Err(p) => prev = p,
+        }
+    }
+}
+
+/// One S3 notification with one record, in AWS's shape (with a new sequencer).
 pub fn s3_event(event_name: &str, bucket: &str, key: &str, etag: Option<&str>, size: i64) -> Value {
     let now = chrono::Utc::now();
     json!({
@@ -47,18 +66,22 @@ pub fn s3_event(event_name: &str, bucket: &str, key: &str, etag: Option<&str>, s
                     "key": encode_s3_event_key(key),
                     "size": size,
                     "eTag": etag.unwrap_or_default(),
-                    "sequencer": format!("{:016X}", now.timestamp_nanos_opt().unwrap_or(0)),
+                    "sequencer": next_sequencer(),
                 }
             }
         }]
     })
 }
 
+/// What a listing says of one object. s3s-fs lists no ETag, so a change is seen in the
+/// modification time (milliseconds) or the size, and the event's ETag comes from HeadObject.
+type Listed = (Option<i64>, i64);
+
 /// Polls `bucket` and reports differences as S3 events.
 pub struct LocalNotifier {
     s3: aws_sdk_s3::Client,
     bucket: String,
-    seen: HashMap<String, (String, i64)>,
+    seen: HashMap<String, Listed>,
 }
 
 impl LocalNotifier {
@@ -74,7 +97,7 @@ impl LocalNotifier {
 
     /// One listing; the events for what changed since the previous one.
     pub async fn poll(&mut self) -> Result<Vec<Value>, AwsError> {
-        let mut now: HashMap<String, (String, i64)> = HashMap::new();
+        let mut now: HashMap<String, Listed> = HashMap::new();
         let mut pages = self
             .s3
             .list_objects_v2()
@@ -85,25 +108,43 @@ impl LocalNotifier {
             let page = page.map_err(|e| AwsError::sdk("s3", "ListObjectsV2", e))?;
             for o in page.contents() {
                 if let Some(key) = o.key() {
-                    let etag = o.e_tag().unwrap_or_default().trim_matches('"').to_string();
-                    now.insert(key.to_string(), (etag, o.size().unwrap_or(0)));
+                    let modified = o.last_modified().and_then(|t| t.to_millis().ok());
+                    now.insert(key.to_string(), (modified, o.size().unwrap_or(0)));
                 }
             }
         }
-        let mut events = Vec::new();
         let mut created: Vec<_> = now
             .iter()
             .filter(|(k, v)| self.seen.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
             .collect();
         // Sidecars first, so a document's metadata is there when it is ingested.
-        created.sort_by_key(|(k, _)| (!k.ends_with(".metadata.json"), (*k).clone()));
-        for (key, (etag, size)) in created {
+        created.sort_by_key(|k| (!k.ends_with(".metadata.json"), k.clone()));
+        let mut events = Vec::new();
+        for key in created {
+            // What S3 puts in the event: the written object's ETag and size.
+            let head = match self
+                .s3
+                .head_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .send()
+                .await
+            {
+                Ok(h) => h,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
+                    now.remove(&key); // gone again since the listing: its removal is reported
+                    continue;
+                }
+                Err(e) => return Err(AwsError::sdk("s3", "HeadObject", e)),
+            };
+            let etag = head.e_tag().map(|e| e.trim_matches('"').to_string());
             events.push(s3_event(
                 "ObjectCreated:Put",
                 &self.bucket,
-                key,
-                Some(etag),
-                *size,
+                &key,
+                etag.as_deref(),
+                head.content_length().unwrap_or(0),
             ));
         }
         for key in self.seen.keys().filter(|k| !now.contains_key(*k)) {

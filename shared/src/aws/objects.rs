@@ -11,9 +11,10 @@ use crate::{
     BoxFuture,
 };
 
-/// How long a claim protects an object version from concurrent processing; an invocation that
-/// died mid-way is taken over after it (Lambda's maximum duration).
-pub const LEDGER_LEASE: Duration = Duration::from_secs(15 * 60);
+/// How long a claim protects one S3 write from concurrent processing without being renewed (its
+/// holder renews it every third of this while working). An invocation that died mid-way is taken
+/// over after it: shorter than the minute Lambda waits before retrying a failed async invocation.
+pub const LEDGER_LEASE: Duration = Duration::from_secs(45);
 /// How long a completed entry is remembered (S3 redelivers within hours, not weeks).
 pub const LEDGER_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 
@@ -112,6 +113,30 @@ impl ObjectStore for S3Objects {
         })
     }
 
+    fn exists<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, PortError>> {
+        Box::pin(async move {
+            match self
+                .client
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+                Err(e) => Err(PortError(format!(
+                    "S3 HeadObject {bucket}/{key}: {}",
+                    DisplayErrorContext(&e)
+                ))),
+            }
+        })
+    }
+
     fn list<'a>(
         &'a self,
         bucket: &'a str,
@@ -166,13 +191,16 @@ impl ObjectStore for S3Objects {
 pub struct DynamoLedger {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    lease: Duration,
 }
 
 impl DynamoLedger {
-    pub fn new(aws: &AwsClients) -> Self {
+    /// `lease`: see [`LEDGER_LEASE`] (tests shorten it).
+    pub fn new(aws: &AwsClients, lease: Duration) -> Self {
         DynamoLedger {
             client: aws.dynamodb.clone(),
             table: aws.state_table.clone(),
+            lease,
         }
     }
 
@@ -198,7 +226,7 @@ impl Ledger for DynamoLedger {
                 .item("state", AttributeValue::S("processing".into()))
                 .item(
                     "lease_until",
-                    AttributeValue::N((now + LEDGER_LEASE.as_secs()).to_string()),
+                    AttributeValue::N((now + self.lease.as_secs().max(1)).to_string()),
                 )
                 .item(
                     TTL_ATTRIBUTE,
@@ -237,6 +265,38 @@ impl Ledger for DynamoLedger {
                     ))),
                 },
             }
+        })
+    }
+
+    fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    fn renew<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), PortError>> {
+        Box::pin(async move {
+            let [pk, sk] = Self::key(id);
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key(pk.0, pk.1)
+                .key(sk.0, sk.1)
+                .update_expression("SET lease_until = :until")
+                .condition_expression("#state = :processing")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":processing", AttributeValue::S("processing".into()))
+                .expression_attribute_values(
+                    ":until",
+                    AttributeValue::N((now() + self.lease.as_secs().max(1)).to_string()),
+                )
+                .send()
+                .await
+                .map_err(|e| {
+                    PortError(format!(
+                        "ingestion ledger UpdateItem (renew): {}",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+                    ))
+                })?;
+            Ok(())
         })
     }
 

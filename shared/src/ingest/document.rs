@@ -380,12 +380,18 @@ impl Ingestor {
 
     /// Handles one S3 event record. `Err` only for transient failures (the event should be
     /// retried); bad files are recorded on the document and reported.
+    ///
+    /// `write` identifies the S3 write the record reports (its sequencer, else its version id or
+    /// ETag): a redelivery repeats it, a new write of the same key changes it, so the ledger
+    /// processes each write once and never mistakes a new one for a redelivery. Without one the
+    /// record is processed (re-ingesting unchanged content is a no-op by its sha256). The object
+    /// is read as it is now, so a late event never brings back older content.
     pub async fn handle_s3_record(
         &self,
         event_name: &str,
         bucket: &str,
         raw_key: &str,
-        version: Option<&str>,
+        write: Option<&str>,
     ) -> Result<RecordReport, IngestError> {
         let key = decode_s3_key(raw_key);
         let mut report = RecordReport {
@@ -414,6 +420,12 @@ impl Ingestor {
         report.tenant = tenant.to_string();
 
         if event_name.starts_with("ObjectRemoved") {
+            // Events may arrive out of order: a removal reported after the key was written
+            // again must not delete the new document (that write's own event ingests it).
+            if self.objects.exists(bucket, &key).await? {
+                report.reason = Some("the object was written again after this removal".into());
+                return Ok(report);
+            }
             let tx = self.store.begin(&tenant).await?;
             let removed = documents::delete_by_source_key(&tx, &format!("s3:{key}")).await?;
             tx.commit().await?;
@@ -431,7 +443,12 @@ impl Ingestor {
             return Ok(report);
         }
 
-        let ledger_id = format!("{bucket}/{key}#{}", version.unwrap_or("unversioned"));
+        let Some(write) = write.filter(|w| !w.is_empty()) else {
+            self.ingest_object(&tenant, bucket, &key, &mut report)
+                .await?;
+            return Ok(report);
+        };
+        let ledger_id = format!("{bucket}/{key}#{write}");
         match self.ledger.claim(&ledger_id).await? {
             Claim::Acquired => {}
             Claim::Done | Claim::InProgress => {
@@ -439,7 +456,11 @@ impl Ingestor {
                 return Ok(report);
             }
         }
-        let result = self.ingest_object(&tenant, bucket, &key, &mut report).await;
+        // Renew the claim while working, so that it runs out soon after this invocation dies.
+        let result = tokio::select! {
+            r = self.ingest_object(&tenant, bucket, &key, &mut report) => r,
+            never = renew_forever(self.ledger.as_ref(), &ledger_id) => match never {},
+        };
         match result {
             Ok(()) => {
                 self.ledger.complete(&ledger_id, &report.result).await?;
@@ -539,6 +560,17 @@ impl Ingestor {
     }
 }
 
+/// Renews a ledger claim every third of its lease, until dropped.
+async fn renew_forever(ledger: &dyn Ledger, id: &str) -> std::convert::Infallible {
+    let every = (ledger.lease() / 3).max(std::time::Duration::from_millis(200));
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = ledger.renew(id).await {
+            tracing::warn!(error = %e, "could not renew the ingestion claim");
+        }
+    }
+}
+
 /// `<key>.metadata.json`, as Bedrock Knowledge Bases reads it: `{"metadataAttributes": {...}}` or a
 /// plain object. A `title` attribute names the document.
 fn sidecar_metadata(bytes: Option<&[u8]>) -> (Option<String>, Value) {
@@ -584,15 +616,14 @@ impl Ingestor {
             let name = record.event_name.as_deref().unwrap_or("");
             let bucket = record.s3.bucket.name.as_deref().unwrap_or("");
             let key = record.s3.object.key.as_deref().unwrap_or("");
-            let version = record
-                .s3
-                .object
-                .version_id
-                .as_deref()
-                .filter(|v| !v.is_empty() && *v != "null")
-                .or(record.s3.object.e_tag.as_deref())
-                .or(record.s3.object.sequencer.as_deref());
-            let report = self.handle_s3_record(name, bucket, key, version).await?;
+            let object = &record.s3.object;
+            let usable = |v: &Option<String>| v.clone().filter(|v| !v.is_empty() && v != "null");
+            let write = usable(&object.sequencer)
+                .or_else(|| usable(&object.version_id))
+                .or_else(|| usable(&object.e_tag));
+            let report = self
+                .handle_s3_record(name, bucket, key, write.as_deref())
+                .await?;
             tracing::info!(event = %report.event, key = %report.key, tenant = %report.tenant, result = %report.result, "S3 record handled");
             reports.push(report);
         }

@@ -30,6 +30,12 @@ pub trait ObjectStore: Send + Sync {
         content_type: &'a str,
     ) -> BoxFuture<'a, Result<(), PortError>>;
     fn delete<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), PortError>>;
+    /// Whether the object exists now (HeadObject).
+    fn exists<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, PortError>>;
     /// Every key under `prefix`, in key order.
     fn list<'a>(
         &'a self,
@@ -48,9 +54,15 @@ pub enum Claim {
     InProgress,
 }
 
-/// At-most-once processing of an object version across redeliveries and concurrent invocations.
+/// At-most-once processing of one S3 write across redeliveries and concurrent invocations. A
+/// claim is leased: its holder renews it while working, so a claim whose holder died (a crash, a
+/// timeout) runs out well before Lambda retries the event (about a minute later).
 pub trait Ledger: Send + Sync {
     fn claim<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Claim, PortError>>;
+    /// How long a claim lasts without renewal.
+    fn lease(&self) -> std::time::Duration;
+    /// Extends a held claim by a lease from now.
+    fn renew<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), PortError>>;
     fn complete<'a>(
         &'a self,
         id: &'a str,
