@@ -137,6 +137,10 @@ pub struct AwsSettings {
     pub documents_bucket: String,
     pub backups_bucket: String,
     pub state_table: String,
+    /// Where failed asynchronous invocations of the embed function are kept
+    /// (`FAILED_EVENTS_BUCKET`; the stack's on-failure destination). Read by `ragbot
+    /// replay-failed`, written by the dev server; `None` in AWS functions, where Lambda writes it.
+    pub failed_events_bucket: Option<String>,
     /// Create the buckets and the state table when missing (local stack only).
     pub create_local_resources: bool,
 }
@@ -524,6 +528,9 @@ impl Config {
                 "ragbot-state",
                 "the DynamoDB table for request-path state",
             )?,
+            failed_events_bucket: env
+                .string("FAILED_EVENTS_BUCKET")
+                .or_else(|| local.then(|| "ragbot-failed-events".to_string())),
             create_local_resources: env.parse_or("RAGBOT_CREATE_LOCAL_RESOURCES", false)?,
         };
         if aws.create_local_resources && !local {

@@ -119,6 +119,12 @@ pub async fn dispatch(
         }
         return ingest_job_worker(&state.ingestor, &event, &context).await;
     }
+    if event.get("action").and_then(Value::as_str) == Some(crate::aws::RESTART_STALLED_ACTION) {
+        if triggers != Triggers::S3 {
+            return Err(refuse("ingestion jobs", triggers));
+        }
+        return restart_stalled(&state.ingestor).await;
+    }
     if event.get("action").is_some() {
         if triggers != Triggers::Backup {
             return Err(refuse("actions", triggers));
@@ -146,6 +152,135 @@ pub async fn dispatch_s3(ingestor: &Ingestor, event: Value) -> Result<Value, Err
         Box::new(e) as Error
     })?;
     Ok(json!({ "records": reports }))
+}
+
+/// How Lambda retries a failed asynchronous invocation: twice more, about one and then two minutes
+/// later; the dev server waits [`LOCAL_RETRY_DELAYS`] instead.
+pub const LAMBDA_RETRY_DELAYS: [std::time::Duration; 2] = [
+    std::time::Duration::from_secs(60),
+    std::time::Duration::from_secs(120),
+];
+/// The dev server's retry delays for the S3 notifications it emulates.
+pub const LOCAL_RETRY_DELAYS: [std::time::Duration; 2] = [
+    std::time::Duration::from_secs(5),
+    std::time::Duration::from_secs(10),
+];
+
+/// Handles an asynchronous event as Lambda does: on failure it is tried again after each of
+/// `delays`, and when the last attempt fails its invocation record goes to the failed-events
+/// bucket (the function's on-failure destination), to be replayed by `ragbot replay-failed`.
+/// `None` when every attempt failed.
+pub async fn deliver_async<F, Fut>(
+    function: &str,
+    event: Value,
+    delays: &[std::time::Duration],
+    failed: Option<&crate::aws::failed_events::FailedEvents>,
+    handle: F,
+) -> Option<Value>
+where
+    F: Fn(Value) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, Error>>,
+{
+    let mut attempt = 0;
+    let error = loop {
+        attempt += 1;
+        match handle(event.clone()).await {
+            Ok(v) => return Some(v),
+            Err(e) => match delays.get(attempt - 1) {
+                Some(delay) => {
+                    tracing::warn!(error = %e, attempt, retry_in_s = delay.as_secs_f64(), "asynchronous invocation failed; retrying");
+                    tokio::time::sleep(*delay).await;
+                }
+                None => break e.to_string(),
+            },
+        }
+    };
+    let attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
+    match failed {
+        Some(f) => {
+            let record = crate::aws::failed_events::record(function, &event, &error, attempts);
+            match f.put(function, &record).await {
+                Ok(key) => {
+                    tracing::error!(%error, attempts, bucket = f.bucket(), %key, "asynchronous invocation failed for good; kept for `ragbot replay-failed`")
+                }
+                Err(e) => {
+                    tracing::error!(%error, keep_error = %e, "asynchronous invocation failed for good and could not be kept")
+                }
+            }
+        }
+        None => {
+            tracing::error!(%error, attempts, "asynchronous invocation failed for good (no failed-events bucket configured)")
+        }
+    }
+    None
+}
+
+/// What replaying one kept record did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Replayed {
+    pub key: String,
+    /// `replayed` (the record was deleted) or `failed` (kept, see `error`).
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Replays every record kept in the failed-events bucket through `handle` (in AWS: an
+/// asynchronous invocation of the embed function; locally: its handler in-process), oldest
+/// first. A replayed record is deleted; a record that fails again is kept and reported.
+pub async fn replay_failed<F, Fut>(
+    failed: &crate::aws::failed_events::FailedEvents,
+    handle: F,
+) -> Result<Vec<Replayed>, crate::aws::AwsError>
+where
+    F: Fn(Value) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, Error>>,
+{
+    let mut out = Vec::new();
+    for kept in failed.list().await? {
+        let Some(payload) = crate::aws::failed_events::payload(&kept.record) else {
+            out.push(Replayed {
+                key: kept.key,
+                result: "failed",
+                response: None,
+                error: Some("not a Lambda invocation record (no requestPayload)".into()),
+            });
+            continue;
+        };
+        match handle(payload.clone()).await {
+            Ok(response) => {
+                failed.delete(&kept.key).await?;
+                out.push(Replayed {
+                    key: kept.key,
+                    result: "replayed",
+                    response: Some(response),
+                    error: None,
+                });
+            }
+            Err(e) => out.push(Replayed {
+                key: kept.key,
+                result: "failed",
+                response: None,
+                error: Some(e.to_string()),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Starts a worker again for every job that has made no progress for longer than a lease (its
+/// workers died, or gave up after Lambda's retries); reports them.
+pub async fn restart_stalled(ingestor: &Ingestor) -> Result<Value, Error> {
+    let stalled = ingestor.stalled_jobs().await?;
+    let mut restarted = Vec::with_capacity(stalled.len());
+    for (tenant, job) in stalled {
+        tracing::warn!(tenant = %tenant, job = %job.job_id, document = %job.document_id, idle_seconds = job.idle_seconds, "stalled ingestion job; starting a worker again");
+        ingestor.restart_job(&tenant, job.job_id).await?;
+        restarted.push(json!({"tenant": tenant.as_str(), "job": job}));
+    }
+    Ok(json!({ "restarted": restarted }))
 }
 
 /// One ingestion worker (see [`crate::ingest::jobs`]): works on the job until it is done or this

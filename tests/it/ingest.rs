@@ -827,3 +827,88 @@ async fn an_ingestion_killed_midway_is_done_by_the_retry_and_a_live_one_keeps_it
         Some("done")
     );
 }
+
+#[tokio::test]
+async fn an_event_that_keeps_failing_is_kept_in_the_failed_events_bucket_and_replayed() {
+    let app = app().await;
+    let bucket = app.state.aws.documents_bucket.clone();
+    let key = "tenants/acme/kept.txt";
+    put_object(&app, key, b"Parcels are collected at four.", "text/plain").await;
+    let event = s3_event("ObjectCreated:Put", &bucket, key, Some("e1"), 30);
+
+    // Every write of a document fails, as when the database is unusable.
+    let owner = TestDb::connect(&app.db.migrator_url).await;
+    owner
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'injected failure'; END $$;
+             CREATE TRIGGER refuse BEFORE INSERT ON documents FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await
+        .unwrap();
+    let failed = app
+        .state
+        .aws
+        .failed_events()
+        .expect("a failed-events bucket");
+    let attempts = std::sync::atomic::AtomicUsize::new(0);
+    let handled = ragbot::lambda::deliver_async(
+        "embed",
+        event.clone(),
+        &[Duration::from_millis(10), Duration::from_millis(10)],
+        Some(&failed),
+        |e| {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let ingestor = app.state.ingestor.clone();
+            async move { ragbot::lambda::dispatch_s3(&ingestor, e).await }
+        },
+    )
+    .await;
+    assert!(handled.is_none());
+    assert_eq!(
+        attempts.into_inner(),
+        3,
+        "tried once and retried twice, as Lambda does"
+    );
+    let kept = failed.list().await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert!(
+        kept[0].key.starts_with("aws/lambda/async/embed/"),
+        "{}",
+        kept[0].key
+    );
+    assert_eq!(kept[0].record["requestPayload"], event);
+    assert!(kept[0].record["responsePayload"]["errorMessage"]
+        .as_str()
+        .unwrap()
+        .contains("injected failure"));
+    assert_eq!(app.count_rows("documents").await, 0);
+
+    // The cause is fixed; the operator replays what was kept.
+    owner
+        .batch_execute("DROP TRIGGER refuse ON documents")
+        .await
+        .unwrap();
+    let replayed = ragbot::lambda::replay_failed(&failed, |e| {
+        ragbot::lambda::dispatch(
+            app.router.clone(),
+            &app.state,
+            ragbot::lambda::Triggers::S3,
+            e,
+            Default::default(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(replayed[0].result, "replayed", "{replayed:?}");
+    assert_eq!(
+        replayed[0].response.as_ref().unwrap()["records"][0]["result"],
+        "ingested"
+    );
+    assert!(stored_text(&app, key).await.contains("Parcels"));
+    assert!(
+        failed.list().await.unwrap().is_empty(),
+        "a replayed record is deleted"
+    );
+}

@@ -525,3 +525,60 @@ async fn on_lambda_workers_are_invoked_and_hand_over_before_their_deadline() {
         "{results:?}"
     );
 }
+
+#[tokio::test]
+async fn a_job_whose_workers_died_is_reported_stalled_and_restarted() {
+    let app = TestApp::spawn_with(Options {
+        env: job_env(&[("INGEST_JOB_LEASE_SECONDS", "1")]),
+        ..Default::default()
+    })
+    .await;
+    let recorder = Arc::new(Recorder::default());
+    let mut ingestor = (*app.state.ingestor).clone();
+    // Workers that never run: as if every one of them died.
+    ingestor.dispatcher = Some(recorder.clone());
+    let src = source(&ingestor, "tenants/acme/uploads/stalled.md");
+    let out = ingestor
+        .ingest_file(&src, handbook("first", 10, "").into_bytes(), None)
+        .await
+        .unwrap();
+    let job_id = out.job_id.unwrap();
+    let none = ragbot::lambda::restart_stalled(&ingestor).await.unwrap();
+    assert_eq!(none["restarted"], json!([]), "a fresh job is not stalled");
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    recorder.0.lock().unwrap().clear();
+    let report = ragbot::lambda::restart_stalled(&ingestor).await.unwrap();
+    let restarted = report["restarted"].as_array().unwrap();
+    assert_eq!(restarted.len(), 1, "{report}");
+    assert_eq!(restarted[0]["tenant"], "acme");
+    assert_eq!(restarted[0]["job"]["job_id"], job_id.to_string());
+    assert_eq!(
+        restarted[0]["job"]["document_id"],
+        out.document_id.to_string()
+    );
+    assert_eq!(restarted[0]["job"]["embedded"], 0);
+    assert!(restarted[0]["job"]["idle_seconds"].as_i64().unwrap() >= 1);
+    let dispatched = recorder.0.lock().unwrap().clone();
+    assert_eq!(
+        dispatched,
+        vec![(
+            JobRef {
+                tenant: src.tenant.clone(),
+                job_id
+            },
+            1
+        )]
+    );
+    // The restarted worker carries the job to its end.
+    let job = JobRef {
+        tenant: src.tenant.clone(),
+        job_id,
+    };
+    assert!(matches!(
+        ingestor.run_job(&job, None).await.unwrap(),
+        JobRun::Finished { .. }
+    ));
+    let after = ragbot::lambda::restart_stalled(&ingestor).await.unwrap();
+    assert_eq!(after["restarted"], json!([]));
+}

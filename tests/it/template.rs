@@ -228,3 +228,32 @@ fn the_web_page_bucket_is_optional_private_and_read_only_by_cloudfront() {
     assert!(format!("{:?}", client["AllowedOAuthFlows"]).contains("code"));
     assert!(!t["Outputs"]["WebConfig"].is_null());
 }
+
+#[test]
+fn failed_asynchronous_ingestion_is_retried_twice_then_kept_for_replay() {
+    let t = template();
+    let embed = &t["Resources"]["EmbedFunction"]["Properties"];
+    let config = &embed["EventInvokeConfig"];
+    assert_eq!(config["MaximumRetryAttempts"].as_u64(), Some(2));
+    let on_failure = &config["DestinationConfig"]["OnFailure"];
+    // SAM's name for an S3 bucket destination (it adds the s3:PutObject permission).
+    assert_eq!(on_failure["Type"].as_str(), Some("S3Bucket"));
+    assert!(
+        format!("{:?}", on_failure["Destination"]).contains("FailedEventsBucket"),
+        "{:?}",
+        on_failure["Destination"]
+    );
+    let bucket = &t["Resources"]["FailedEventsBucket"];
+    assert_eq!(bucket["Type"].as_str(), Some("AWS::S3::Bucket"));
+    assert!(
+        bucket["Properties"]["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"]
+            .as_bool()
+            .unwrap_or(false)
+    );
+    // The embed function is not triggered by its own failure records (they are in another bucket).
+    assert!(format!("{:?}", embed["Events"]).contains("DocumentsBucket"));
+    assert!(!format!("{:?}", embed["Events"]).contains("FailedEventsBucket"));
+    // The ledger's claims run out before Lambda's first retry, a minute after a failure.
+    assert!(ragbot::aws::LEDGER_LEASE < ragbot::lambda::LAMBDA_RETRY_DELAYS[0]);
+    assert!(t["Outputs"]["FailedEventsBucketName"].is_mapping());
+}

@@ -180,6 +180,7 @@ impl TestApp {
             ("DATABASE_URL".into(), db.app_url.clone()),
             ("DOCUMENTS_BUCKET".into(), format!("docs-{id}")),
             ("BACKUPS_BUCKET".into(), format!("backups-{id}")),
+            ("FAILED_EVENTS_BUCKET".into(), format!("failed-{id}")),
             ("STATE_TABLE".into(), format!("state-{id}")),
             ("RAGBOT_CREATE_LOCAL_RESOURCES".into(), "true".into()),
             ("DATABASE_CONNECT_TIMEOUT_MS".into(), "2000".into()),

@@ -124,6 +124,15 @@ enum Command {
         #[arg(long)]
         event: std::path::PathBuf,
     },
+    /// Replay the embed function's failed asynchronous invocations (S3 notifications, ingestion
+    /// workers) kept in FAILED_EVENTS_BUCKET after their retries, then start a worker again for
+    /// every stalled ingestion job. Run it once the cause of the failures is fixed.
+    ReplayFailed {
+        /// In AWS: invoke this function (the stack's `<stack>-embed`) for each record, instead of
+        /// running its handler here against the local stack.
+        #[arg(long)]
+        function: Option<String>,
+    },
     /// Embed JSON lines `{"text": "..."}` from stdin; write `{"text": "...", "embedding": [...]}` lines.
     Embed,
     /// Database administration.
@@ -215,6 +224,7 @@ async fn run(command: Command) -> Result<(), String> {
         }
         Command::Reembed { batch } => reembed(batch).await,
         Command::Invoke { function, event } => invoke(&function, &event).await,
+        Command::ReplayFailed { function } => replay_failed(function.as_deref()).await,
         Command::Backup { command } => backup(command).await,
         Command::Eval {
             dataset,
@@ -770,6 +780,84 @@ async fn invoke(function: &str, event: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+async fn replay_failed(function: Option<&str>) -> Result<(), String> {
+    use ragbot::lambda::{dispatch, replay_failed, Triggers};
+    let restart = serde_json::json!({"action": ragbot::aws::RESTART_STALLED_ACTION});
+    let (replayed, restarted) = match function {
+        Some(function) => {
+            // Only S3 and the Lambda API: the database is the function's to reach.
+            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let bucket = std::env::var("FAILED_EVENTS_BUCKET").map_err(|_| {
+                "set FAILED_EVENTS_BUCKET to the stack's FailedEventsBucketName output".to_string()
+            })?;
+            let failed = ragbot::aws::failed_events::FailedEvents::new(
+                aws_sdk_s3::Client::new(&sdk),
+                bucket,
+            );
+            let lambda = aws_sdk_lambda::Client::new(&sdk);
+            let replayed = replay_failed(&failed, |event| {
+                let lambda = lambda.clone();
+                async move {
+                    // Asynchronously, as S3 invokes it: Lambda retries and keeps it again if needed.
+                    ragbot::aws::invoke(&lambda, function, &event, false)
+                        .await
+                        .map_err(|e| e.to_string().into())
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            let restarted = ragbot::aws::invoke(&lambda, function, &restart, true)
+                .await
+                .map_err(|e| e.to_string())?;
+            (replayed, restarted)
+        }
+        None => {
+            let config = Config::from_env().map_err(|e| e.to_string())?;
+            telemetry::init(ragbot::config::LogFormat::Text);
+            let state = AppState::init(config).await.map_err(|e| e.to_string())?;
+            let failed = state.aws.failed_events().ok_or(
+                "no failed-events bucket: set FAILED_EVENTS_BUCKET (or use --function in AWS)",
+            )?;
+            let routes = http::function_routes("embed").ok_or("no embed routes")?;
+            let router = http::app(routes, state.clone());
+            let replayed = replay_failed(&failed, |event| {
+                dispatch(
+                    router.clone(),
+                    &state,
+                    Triggers::S3,
+                    event,
+                    Default::default(),
+                )
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            let restarted = dispatch(router, &state, Triggers::S3, restart, Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            (replayed, restarted)
+        }
+    };
+    for r in &replayed {
+        println!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
+    }
+    let failed = replayed.iter().filter(|r| r.result == "failed").count();
+    println!(
+        "{}",
+        serde_json::json!({
+            "replayed": replayed.len() - failed,
+            "failed_again": failed,
+            "restarted_jobs": restarted["restarted"],
+        })
+    );
+    if failed > 0 {
+        return Err(format!(
+            "{failed} of {} records failed again and were kept",
+            replayed.len()
+        ));
+    }
+    Ok(())
+}
+
 async fn eval(dir: &std::path::Path, mode: Option<&str>, keep: bool) -> Result<(), String> {
     use ragbot::retrieval::{eval, Mode};
     let modes = match mode {
@@ -951,17 +1039,29 @@ fn spawn_local_s3_notifications(state: &AppState) {
         state.aws.documents_bucket.clone(),
     );
     let ingestor = state.ingestor.clone();
+    let failed = state.aws.failed_events().map(std::sync::Arc::new);
     eprintln!(
         "ragbot dev: watching bucket {} for documents (S3 notifications emulated, every 2 s)",
         state.aws.documents_bucket
     );
     tokio::spawn(
         notifier.run(std::time::Duration::from_secs(2), move |event| {
-            let ingestor = ingestor.clone();
+            let (ingestor, failed) = (ingestor.clone(), failed.clone());
             async move {
-                match ragbot::lambda::dispatch_s3(&ingestor, event).await {
-                    Ok(result) => tracing::info!(%result, "local S3 notification handled"),
-                    Err(e) => tracing::warn!(error = %e, "local S3 notification failed"),
+                // Retried and kept on failure, as Lambda does with S3's asynchronous invocations.
+                let handled = ragbot::lambda::deliver_async(
+                    "embed",
+                    event,
+                    &ragbot::lambda::LOCAL_RETRY_DELAYS,
+                    failed.as_deref(),
+                    |e| {
+                        let ingestor = ingestor.clone();
+                        async move { ragbot::lambda::dispatch_s3(&ingestor, e).await }
+                    },
+                )
+                .await;
+                if let Some(result) = handled {
+                    tracing::info!(%result, "local S3 notification handled");
                 }
             }
         }),

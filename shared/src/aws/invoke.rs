@@ -14,6 +14,43 @@ use crate::{
 
 /// The `action` of a worker invocation.
 pub const INGEST_JOB_ACTION: &str = "ingest_job";
+/// The `action` of a direct invocation that starts a worker again for every stalled job.
+pub const RESTART_STALLED_ACTION: &str = "restart_stalled";
+
+/// Invokes `function` with `payload`: asynchronously (`wait: false`; Lambda queues, retries and
+/// keeps failures) or synchronously, returning its response. Operator commands use it.
+pub async fn invoke(
+    client: &aws_sdk_lambda::Client,
+    function: &str,
+    payload: &serde_json::Value,
+    wait: bool,
+) -> Result<serde_json::Value, AwsError> {
+    let out = client
+        .invoke()
+        .function_name(function)
+        .invocation_type(if wait {
+            InvocationType::RequestResponse
+        } else {
+            InvocationType::Event
+        })
+        .payload(Blob::new(payload.to_string().into_bytes()))
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("lambda", "Invoke", e))?;
+    let body = out
+        .payload()
+        .map(|b| b.as_ref().to_vec())
+        .unwrap_or_default();
+    let response: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if let Some(error) = out.function_error() {
+        return Err(AwsError {
+            service: "lambda",
+            operation: "Invoke",
+            message: format!("{function} failed ({error}): {response}"),
+        });
+    }
+    Ok(response)
+}
 
 pub struct LambdaDispatcher {
     client: aws_sdk_lambda::Client,

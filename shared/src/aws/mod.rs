@@ -6,6 +6,7 @@
 mod bedrock;
 mod chat_state;
 mod converse;
+pub mod failed_events;
 mod invoke;
 pub mod notify_local;
 mod objects;
@@ -14,7 +15,7 @@ mod ratelimit;
 pub use bedrock::{BedrockEmbedder, BedrockSettings, TITAN_V2_DIMENSIONS};
 pub use chat_state::{DynamoAnswerCache, DynamoTokenBudget};
 pub use converse::BedrockChat;
-pub use invoke::{job_event, LambdaDispatcher, INGEST_JOB_ACTION};
+pub use invoke::{invoke, job_event, LambdaDispatcher, INGEST_JOB_ACTION, RESTART_STALLED_ACTION};
 pub use objects::{DynamoLedger, S3Objects, LEDGER_LEASE};
 pub use ratelimit::DynamoRateLimiter;
 
@@ -77,6 +78,7 @@ pub struct AwsClients {
     pub documents_bucket: String,
     pub backups_bucket: String,
     pub state_table: String,
+    pub failed_events_bucket: Option<String>,
 }
 
 impl AwsClients {
@@ -104,7 +106,15 @@ impl AwsClients {
             documents_bucket: cfg.documents_bucket.clone(),
             backups_bucket: cfg.backups_bucket.clone(),
             state_table: cfg.state_table.clone(),
+            failed_events_bucket: cfg.failed_events_bucket.clone(),
         }
+    }
+
+    /// The failed-events bucket, when one is configured.
+    pub fn failed_events(&self) -> Option<failed_events::FailedEvents> {
+        self.failed_events_bucket
+            .as_ref()
+            .map(|b| failed_events::FailedEvents::new(self.s3.clone(), b.clone()))
     }
 
     /// Both buckets exist and are reachable with our credentials.
@@ -134,7 +144,10 @@ impl AwsClients {
     /// Creates the buckets and the state table when missing (local stack only; in AWS the SAM
     /// template owns them).
     pub async fn ensure_local_resources(&self) -> Result<(), AwsError> {
-        for bucket in [&self.documents_bucket, &self.backups_bucket] {
+        let buckets = [&self.documents_bucket, &self.backups_bucket]
+            .into_iter()
+            .chain(self.failed_events_bucket.as_ref());
+        for bucket in buckets {
             if self.s3.head_bucket().bucket(bucket).send().await.is_ok() {
                 continue;
             }

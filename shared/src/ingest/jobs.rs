@@ -16,7 +16,10 @@ use super::{
     ports::{JobDispatcher, JobRef},
     IngestError,
 };
-use crate::store::jobs::{self, Claimed, Finished};
+use crate::{
+    auth::Tenant,
+    store::jobs::{self, Claimed, Finished},
+};
 
 /// How large documents are split among workers (`INGEST_JOB_*` variables).
 #[derive(Debug, Clone)]
@@ -91,6 +94,32 @@ impl Ingestor {
                 Ok(())
             }
         }
+    }
+
+    /// Every tenant's jobs that have made no progress for longer than a lease (their workers died
+    /// or gave up), with the tenant they belong to.
+    pub async fn stalled_jobs(&self) -> Result<Vec<(Tenant, jobs::Stalled)>, IngestError> {
+        let mut out = Vec::new();
+        for tenant in crate::store::tenants(&self.store).await? {
+            let tx = self.store.begin(&tenant).await?;
+            let stalled = jobs::stalled(&tx, self.jobs.lease).await?;
+            tx.commit().await?;
+            out.extend(stalled.into_iter().map(|s| (tenant.clone(), s)));
+        }
+        Ok(out)
+    }
+
+    /// Starts a worker again for a stalled job (it carries on from what is stored).
+    pub async fn restart_job(
+        &self,
+        tenant: &Tenant,
+        job_id: uuid::Uuid,
+    ) -> Result<(), IngestError> {
+        let job = JobRef {
+            tenant: tenant.clone(),
+            job_id,
+        };
+        self.dispatch_workers(&job, 1).await
     }
 
     /// Runs a worker as a task of this process, retried a few times on transient errors.

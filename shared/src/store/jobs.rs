@@ -127,6 +127,45 @@ pub async fn latest_for_document(
     .transpose()
 }
 
+/// A running job that has made no progress for a while (its workers died or gave up).
+#[derive(Debug, Clone, Serialize)]
+pub struct Stalled {
+    pub job_id: Uuid,
+    pub document_id: Uuid,
+    pub title: String,
+    pub embedded: i32,
+    pub total: i32,
+    pub idle_seconds: i64,
+}
+
+/// The tenant's running jobs without progress for longer than `idle`.
+pub async fn stalled(tx: &TenantTx, idle: Duration) -> Result<Vec<Stalled>, StoreError> {
+    let idle_seconds = idle.as_secs_f64();
+    let rows = tx
+        .query(
+            "SELECT j.id, j.document_id, d.title, j.embedded, j.total,
+                    extract(epoch FROM now() - j.updated_at)::int8
+             FROM ingest_jobs j JOIN documents d ON d.id = j.document_id
+             WHERE j.tenant = $1 AND j.status = 'running'
+               AND j.updated_at < now() - make_interval(secs => $2)
+             ORDER BY j.updated_at",
+            &[tx.tenant_param(), (&idle_seconds, Type::FLOAT8)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Stalled {
+                job_id: r.try_get(0)?,
+                document_id: r.try_get(1)?,
+                title: r.try_get(2)?,
+                embedded: r.try_get(3)?,
+                total: r.try_get(4)?,
+                idle_seconds: r.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
 /// The job's embedding model and chunk count, while it runs.
 pub async fn running(tx: &TenantTx, job: Uuid) -> Result<Option<(String, i32)>, StoreError> {
     let row = tx
