@@ -44,7 +44,7 @@ function signIn(token) {
   $("sign-in").hidden = true;
   $("app").hidden = false;
   $("sign-out").hidden = false;
-  $("who").textContent = (claims.sub || "?") + " · " + (claims.tenant || claims["custom:tenant"] || "default") + " · " + roles().join(", ");
+  $("who").textContent = (claims.sub || "?") + " · " + (claims.tenant || claims["custom:tenant"] || "no tenant") + " · " + roles().join(", ");
   $("admin").hidden = !roles().includes("admin");
   loadConversations();
   if (!$("admin").hidden) loadDocuments();

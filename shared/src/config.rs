@@ -271,10 +271,35 @@ pub struct AuthSettings {
     /// Required `iss` / `aud` claims of in-process verified tokens.
     pub issuer: Option<String>,
     pub audience: Option<String>,
-    /// Tenant of principals whose token names none (`TENANT_CODE`).
+    /// The tenant of anonymous callers, of S3 keys outside `tenants/<tenant>/`, and — in a
+    /// single-tenant deployment — of tokens that name none (`TENANT_CODE`).
     pub default_tenant: String,
+    /// `TENANCY`: `multi` (the default) refuses tokens that name no tenant; `single` gives them
+    /// `TENANT_CODE`.
+    pub tenancy: Tenancy,
     /// Lets requests without a token retrieve and chat (`ALLOW_ANONYMOUS`).
     pub allow_anonymous: bool,
+}
+
+/// Whether tokens must name their tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tenancy {
+    /// Every token names its tenant (claim `tenant` or `custom:tenant`); one that names none is
+    /// refused rather than put into some default tenant.
+    Multi,
+    /// One tenant: tokens that name none belong to `TENANT_CODE`.
+    Single,
+}
+
+impl FromStr for Tenancy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "multi" => Ok(Tenancy::Multi),
+            "single" => Ok(Tenancy::Single),
+            other => Err(format!("'{other}' is not one of multi, single")),
+        }
+    }
 }
 
 /// The development secret used when `JWT_SECRET` is unset in local/test; refused elsewhere.
@@ -294,6 +319,7 @@ impl fmt::Debug for AuthSettings {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("default_tenant", &self.default_tenant)
+            .field("tenancy", &self.tenancy)
             .field("allow_anonymous", &self.allow_anonymous)
             .finish()
     }
@@ -304,7 +330,7 @@ impl AuthSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let get = |k: &str| std::env::var(k).ok();
         let env = Env { get: &get };
-        let environment: Environment = env.parse_or("RAGBOT_ENV", Environment::Local)?;
+        let environment = env.environment()?;
         Self::read(&env, environment.is_local())
     }
 
@@ -316,7 +342,7 @@ impl AuthSettings {
                 .map(|(_, v)| v.to_string())
         };
         let env = Env { get: &get };
-        let environment: Environment = env.parse_or("RAGBOT_ENV", Environment::Local)?;
+        let environment = env.environment()?;
         Self::read(&env, environment.is_local())
     }
 
@@ -358,6 +384,7 @@ impl AuthSettings {
                 .string("JWT_AUDIENCE")
                 .or_else(|| local.then(|| LOCAL_DEV_AUDIENCE.to_string())),
             default_tenant,
+            tenancy: env.parse_or("TENANCY", Tenancy::Multi)?,
             allow_anonymous: env.parse_or("ALLOW_ANONYMOUS", false)?,
         };
         if (auth.jwks_url.is_some() || auth.jwks_json.is_some()) && auth.issuer.is_none() {
@@ -456,7 +483,7 @@ impl Config {
     /// Reads configuration through `get` (the environment in production, a map in tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env { get: &get };
-        let environment: Environment = env.parse_or("RAGBOT_ENV", Environment::Local)?;
+        let environment = env.environment()?;
         let local = environment.is_local();
         // Outside local, names of real infrastructure must be given.
         let infra = |name: &'static str, default: &'static str, hint: &'static str| match (
@@ -733,6 +760,18 @@ pub(crate) struct Env<'a, F: Fn(&str) -> Option<String>> {
 }
 
 impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    /// `RAGBOT_ENV`; unset, it is `production` inside Lambda (where `AWS_LAMBDA_FUNCTION_NAME` is
+    /// set), so that a deployment never falls back to the local development defaults (such as
+    /// the public development JWT secret), and `local` elsewhere.
+    pub(crate) fn environment(&self) -> Result<Environment, ConfigError> {
+        let default = if self.string("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+            Environment::Production
+        } else {
+            Environment::Local
+        };
+        self.parse_or("RAGBOT_ENV", default)
+    }
+
     /// The variable's value; empty or blank counts as unset.
     pub(crate) fn string(&self, name: &str) -> Option<String> {
         (self.get)(name)
@@ -796,6 +835,35 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn inside_lambda_the_default_environment_is_production() -> Result<(), ConfigError> {
+        // No RAGBOT_ENV: inside Lambda nothing falls back to the local development defaults.
+        let err = Config::from_lookup(lookup(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "stack-retrieve"),
+            ("DATABASE_URL", "postgres://a@h/db"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("DOCUMENTS_BUCKET"), "{err}");
+        let auth = AuthSettings::from_env_map(&[("AWS_LAMBDA_FUNCTION_NAME", "stack-chat")])?;
+        assert_eq!(
+            auth.jwt_secret, None,
+            "the public development secret is refused"
+        );
+        assert_eq!(auth.issuer, None);
+        assert_eq!(auth.tenancy, Tenancy::Multi);
+        // Outside Lambda the default stays local, and the choice stays explicit either way.
+        let auth = AuthSettings::from_env_map(&[])?;
+        assert_eq!(auth.jwt_secret.as_deref(), Some(LOCAL_DEV_JWT_SECRET));
+        let auth = AuthSettings::from_env_map(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "x"),
+            ("RAGBOT_ENV", "local"),
+            ("TENANCY", "single"),
+        ])?;
+        assert_eq!(auth.jwt_secret.as_deref(), Some(LOCAL_DEV_JWT_SECRET));
+        assert_eq!(auth.tenancy, Tenancy::Single);
+        Ok(())
     }
 
     #[test]

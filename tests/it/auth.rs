@@ -624,3 +624,224 @@ fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// An RS256 signing key and an HTTP server that serves its JWKS (as Cognito's
+/// `/.well-known/jwks.json`), answering 500 while `broken` is set; counts the fetches.
+struct Issuer {
+    key: jsonwebtoken::EncodingKey,
+    url: String,
+    fetches: Arc<std::sync::atomic::AtomicUsize>,
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Issuer {
+    async fn start() -> Issuer {
+        use aws_lc_rs::{
+            rand::SystemRandom, signature::EcdsaKeyPair, signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        };
+        use jsonwebtoken::{jwk::Jwk, Algorithm, EncodingKey};
+        use std::sync::atomic::Ordering;
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .expect("EC key");
+        let key = EncodingKey::from_ec_der(pkcs8.as_ref());
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).expect("JWK from key");
+        jwk.common.key_id = Some("key-1".into());
+        let jwks = json!({"keys": [jwk]}).to_string();
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (f, b) = (fetches.clone(), broken.clone());
+        tokio::spawn(async move {
+            let router = axum::Router::new().route(
+                "/.well-known/jwks.json",
+                axum::routing::get(move || {
+                    let (jwks, f, b) = (jwks.clone(), f.clone(), b.clone());
+                    async move {
+                        f.fetch_add(1, Ordering::SeqCst);
+                        if b.load(Ordering::SeqCst) {
+                            (StatusCode::INTERNAL_SERVER_ERROR, String::new())
+                        } else {
+                            (StatusCode::OK, jwks)
+                        }
+                    }
+                }),
+            );
+            axum::serve(listener, router).await.ok();
+        });
+        Issuer {
+            key,
+            url: format!("http://{addr}/.well-known/jwks.json"),
+            fetches,
+            broken,
+        }
+    }
+
+    fn env(&self, extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut env = HashMap::from([
+            ("JWT_JWKS_URL".to_string(), self.url.clone()),
+            ("JWT_ISSUER".to_string(), COGNITO_ISSUER.to_string()),
+            ("JWT_AUDIENCE".to_string(), COGNITO_CLIENT.to_string()),
+        ]);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env
+    }
+
+    fn sign(&self, kid: &str, claims: &Value) -> String {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = Some(kid.into());
+        jsonwebtoken::encode(&h, claims, &self.key).expect("sign")
+    }
+}
+
+const COGNITO_ISSUER: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEfGhI";
+const COGNITO_CLIENT: &str = "4hpf2a9ir0example0client";
+
+/// The claims of a Cognito access token as the user pool issues it: no audience (`client_id`
+/// instead), no custom attributes, groups as `cognito:groups`.
+fn cognito_access_token(extra: Value) -> Value {
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut c = json!({
+        "sub": "a1b2c3d4-0000-4000-8000-00000000abcd",
+        "cognito:groups": ["admin"],
+        "iss": COGNITO_ISSUER,
+        "version": 2,
+        "client_id": COGNITO_CLIENT,
+        "origin_jti": "0b1c2d3e-0000-4000-8000-000000000001",
+        "event_id": "5e6f7a8b-0000-4000-8000-000000000002",
+        "token_use": "access",
+        "scope": "openid email",
+        "auth_time": now - 5,
+        "exp": now + 3600,
+        "iat": now - 5,
+        "jti": "9c8d7e6f-0000-4000-8000-000000000003",
+        "username": "a1b2c3d4-0000-4000-8000-00000000abcd"
+    });
+    c.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    c
+}
+
+/// The claims of a Cognito ID token: `aud` is the client, custom attributes are included.
+fn cognito_id_token(extra: Value) -> Value {
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut c = json!({
+        "sub": "a1b2c3d4-0000-4000-8000-00000000abcd",
+        "cognito:groups": ["admin"],
+        "email_verified": true,
+        "iss": COGNITO_ISSUER,
+        "cognito:username": "a1b2c3d4-0000-4000-8000-00000000abcd",
+        "origin_jti": "0b1c2d3e-0000-4000-8000-000000000001",
+        "aud": COGNITO_CLIENT,
+        "event_id": "5e6f7a8b-0000-4000-8000-000000000002",
+        "token_use": "id",
+        "auth_time": now - 5,
+        "exp": now + 3600,
+        "iat": now - 5,
+        "jti": "9c8d7e6f-0000-4000-8000-000000000004",
+        "email": "ana@example.com"
+    });
+    c.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    c
+}
+
+#[tokio::test]
+async fn cognito_tokens_without_a_tenant_are_refused_unless_the_deployment_is_single_tenant() {
+    let issuer = Issuer::start().await;
+    let app = TestApp::spawn_with(Options {
+        env: issuer.env(&[("EMBEDDING_PROVIDER", "local")]),
+        ..Default::default()
+    })
+    .await;
+    app.call(
+        "POST",
+        "/embed/qa",
+        Some(&app.token("admin", "acme", &["admin"])),
+        Some(qa("Acme")),
+    )
+    .await
+    .assert_status(StatusCode::CREATED);
+
+    // What Cognito issues without the stack's pre-token-generation trigger: no tenant at all.
+    let bare = issuer.sign("key-1", &cognito_access_token(json!({})));
+    let r = app.call("GET", "/documents", Some(&bare), None).await;
+    assert_error(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "names no tenant",
+    );
+    // The same through the HTTP API's authorizer (claims in the request context).
+    let event =
+        std::fs::read_to_string(ragbot_tests::repo_root().join("events/documents-list.json"))
+            .unwrap()
+            .replace(r#""tenant": "acme","#, "");
+    let req = lambda_http::request::from_str(&event).expect("event");
+    let r = app.send(req.map(|b| Body::from(b.to_vec()))).await;
+    assert_error(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "names no tenant",
+    );
+
+    // With the trigger, the access token carries `tenant`; an ID token carries `custom:tenant`.
+    for token in [
+        issuer.sign("key-1", &cognito_access_token(json!({"tenant": "acme"}))),
+        issuer.sign("key-1", &cognito_id_token(json!({"custom:tenant": "acme"}))),
+    ] {
+        let r = app.call("GET", "/documents", Some(&token), None).await;
+        r.assert_status(StatusCode::OK);
+        assert_eq!(r.json()["documents"][0]["title"], "Acme", "{}", r.json());
+    }
+    // Another tenant's token sees none of acme's documents.
+    let other = issuer.sign("key-1", &cognito_access_token(json!({"tenant": "globex"})));
+    let r = app.call("GET", "/documents", Some(&other), None).await;
+    assert_eq!(r.json()["documents"], json!([]));
+
+    // A single-tenant deployment says so explicitly, and then a bare token is its tenant's.
+    let single = TestApp::spawn_with(Options {
+        env: issuer.env(&[("TENANCY", "single"), ("TENANT_CODE", "acme")]),
+        database: Some(app.db.clone()),
+        ..Default::default()
+    })
+    .await;
+    let r = single.call("GET", "/documents", Some(&bare), None).await;
+    r.assert_status(StatusCode::OK);
+    assert_eq!(r.json()["documents"][0]["title"], "Acme");
+}
+
+#[tokio::test]
+async fn an_unreachable_jwks_is_not_fetched_again_for_every_token() {
+    use std::sync::atomic::Ordering;
+    let issuer = Issuer::start().await;
+    issuer.broken.store(true, Ordering::SeqCst);
+    let app = TestApp::spawn_with(Options {
+        env: issuer.env(&[]),
+        ..Default::default()
+    })
+    .await;
+    let at_start = issuer.fetches.load(Ordering::SeqCst);
+    assert_eq!(at_start, 1, "fetched once at start-up");
+    let token = issuer.sign("key-1", &cognito_access_token(json!({"tenant": "acme"})));
+    let calls = (0..8).map(|_| app.call("GET", "/documents", Some(&token), None));
+    for r in futures_util::future::join_all(calls).await {
+        assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized", "unknown key");
+    }
+    assert_eq!(
+        issuer.fetches.load(Ordering::SeqCst),
+        at_start,
+        "a failed fetch is not repeated for each token"
+    );
+    // Once the issuer is back and the negative cache has run out, the key is found.
+    issuer.broken.store(false, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(10_200)).await;
+    app.call("GET", "/documents", Some(&token), None)
+        .await
+        .assert_status(StatusCode::OK);
+    assert_eq!(issuer.fetches.load(Ordering::SeqCst), at_start + 1);
+}

@@ -23,10 +23,33 @@ async fn liveness_reports_version_without_io() {
     assert!(resp.header("x-request-id").is_some_and(|id| !id.is_empty()));
 }
 
+/// `GET path` with an admin token: public health routes show admins the detail.
+async fn admin_get(app: &TestApp, path: &str) -> TestResponse {
+    let token = app.token("ops", "default", &["admin"]);
+    app.call("GET", path, Some(&token), None).await
+}
+
 #[tokio::test]
 async fn database_health_reports_pgvector_and_latency() {
     let app = TestApp::spawn().await;
-    let resp = app.get("/health/db").await;
+    // Anyone sees the status and latency, not what the server runs.
+    let public = app.get("/health/db").await;
+    public.assert_status(StatusCode::OK);
+    let body = public.json();
+    assert_eq!(body["status"], "ok");
+    assert!(body["latency_ms"].as_f64().is_some(), "{body}");
+    for field in ["database", "database_name", "pgvector"] {
+        assert!(body[field].is_null(), "{field} is not public: {body}");
+    }
+    // A user token is not enough for the detail.
+    let user = app.token("u", "default", &["user"]);
+    let body = app
+        .call("GET", "/health/db", Some(&user), None)
+        .await
+        .json();
+    assert!(body["pgvector"].is_null(), "{body}");
+
+    let resp = admin_get(&app, "/health/db").await;
     resp.assert_status(StatusCode::OK);
     assert_eq!(resp.header("cache-control"), Some("no-store"));
     let body = resp.json();
@@ -72,11 +95,15 @@ async fn database_health_goes_503_when_postgres_stops_and_recovers_when_it_retur
     assert_eq!(resp.header("cache-control"), Some("no-store"));
     let body = resp.json();
     assert_eq!(body["status"], "unavailable");
-    assert!(
-        body["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{body}"
-    );
+    // The public answer names no host, port or driver error; an admin reads the real one.
+    assert_eq!(body["error"], ragbot::health::REDACTED_ERROR, "{body}");
     assert!(body["pgvector"].is_null());
+    let admin = admin_get(&app, "/health/db").await.json();
+    let error = admin["error"].as_str().unwrap_or_default();
+    assert!(
+        !error.is_empty() && error != ragbot::health::REDACTED_ERROR,
+        "{admin}"
+    );
 
     // Readiness reports the database down too.
     let ready = app.get("/health/ready").await;
@@ -85,7 +112,7 @@ async fn database_health_goes_503_when_postgres_stops_and_recovers_when_it_retur
 
     pg.start_again();
     // The pool drops the dead connection (verified recycling) and reconnects.
-    let resp = app.get("/health/db").await;
+    let resp = admin_get(&app, "/health/db").await;
     resp.assert_status(StatusCode::OK);
     assert_eq!(resp.json()["pgvector"], "0.8.2");
 }
@@ -143,7 +170,13 @@ async fn readiness_reports_a_missing_bucket_and_table() {
         ..Default::default()
     })
     .await;
-    let resp = app.get("/health/ready").await;
+    let public = app.get("/health/ready").await.json();
+    assert_eq!(public["checks"]["s3"]["status"], "unavailable", "{public}");
+    assert_eq!(
+        public["checks"]["dynamodb"]["error"],
+        ragbot::health::REDACTED_ERROR
+    );
+    let resp = admin_get(&app, "/health/ready").await;
     assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE);
     let body = resp.json();
     assert_eq!(body["status"], "not_ready");
@@ -194,7 +227,8 @@ async fn health_through_a_lambda_event_matches_the_direct_response() {
         assert_eq!(a["status"], b["status"], "{file}");
         assert_eq!(keys(&a), keys(&b), "{file}");
         if path == "/health/db" {
-            assert_eq!(a["pgvector"], "0.8.2");
+            assert_eq!(a["status"], "ok");
+            assert_eq!(a["pgvector"], b["pgvector"], "{file}");
         }
         // The request id is API Gateway's.
         let expected = serde_json::from_str::<serde_json::Value>(&event).unwrap()["requestContext"]
@@ -251,8 +285,12 @@ async fn dev_server_serves_health_over_tcp() {
     let server = tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
 
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let token = app.token("ops", "default", &["admin"]);
     stream
-        .write_all(b"GET /health/db HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!("GET /health/db HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .await
         .unwrap();
     let mut raw = String::new();

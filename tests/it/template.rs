@@ -257,3 +257,101 @@ fn failed_asynchronous_ingestion_is_retried_twice_then_kept_for_replay() {
     assert!(ragbot::aws::LEDGER_LEASE < ragbot::lambda::LAMBDA_RETRY_DELAYS[0]);
     assert!(t["Outputs"]["FailedEventsBucketName"].is_mapping());
 }
+
+/// Runs the inline Python of a template function on `event` (as Lambda's python3.12 would).
+fn run_inline_python(code: &str, event: &serde_json::Value) -> serde_json::Value {
+    let script = format!(
+        "{code}\nimport json, sys\nprint(json.dumps(handler(json.load(sys.stdin), None)))\n"
+    );
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(event.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the handler returns the event as JSON")
+}
+
+#[test]
+fn cognito_puts_the_tenant_into_access_tokens_and_users_cannot_change_it() {
+    let t = template();
+    let r = &t["Resources"];
+    // Users may not write their own tenant through the app client.
+    let client = &r["UserPoolClient"]["Properties"];
+    let writable: Vec<&str> = client["WriteAttributes"]
+        .as_sequence()
+        .expect("WriteAttributes is set (unset means every mutable attribute)")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        !writable.iter().any(|a| a.contains("tenant")),
+        "{writable:?}"
+    );
+    assert!(format!("{:?}", client["ReadAttributes"]).contains("custom:tenant"));
+    // The pre-token-generation trigger (V2: access tokens too) adds the claim.
+    let pool = &r["UserPool"]["Properties"];
+    let trigger = &pool["LambdaConfig"]["PreTokenGenerationConfig"];
+    assert_eq!(trigger["LambdaVersion"].as_str(), Some("V2_0"));
+    assert!(format!("{:?}", trigger["LambdaArn"]).contains("TenantClaimTrigger"));
+    assert_eq!(pool["UserPoolTier"].as_str(), Some("ESSENTIALS"));
+    assert!(format!(
+        "{:?}",
+        r["TenantClaimTriggerPermission"]["Properties"]["Principal"]
+    )
+    .contains("cognito-idp.amazonaws.com"));
+
+    // The trigger's code, run on Cognito's V2 event shape.
+    let code = r["TenantClaimTrigger"]["Properties"]["Code"]["ZipFile"]
+        .as_str()
+        .unwrap();
+    let event = |attrs: serde_json::Value| {
+        serde_json::json!({
+            "version": "2", "triggerSource": "TokenGeneration_Authentication",
+            "region": "eu-west-1", "userPoolId": "eu-west-1_AbCdEfGhI", "userName": "ana",
+            "callerContext": {"awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": "c"},
+            "request": {"userAttributes": attrs, "groupConfiguration": {"groupsToOverride": ["admin"]}, "scopes": ["openid"]},
+            "response": {"claimsAndScopeOverrideDetails": null}
+        })
+    };
+    let out = run_inline_python(
+        code,
+        &event(serde_json::json!({"sub": "s", "custom:tenant": "acme"})),
+    );
+    let details = &out["response"]["claimsAndScopeOverrideDetails"];
+    for token in ["accessTokenGeneration", "idTokenGeneration"] {
+        assert_eq!(
+            details[token]["claimsToAddOrOverride"]["tenant"], "acme",
+            "{out}"
+        );
+    }
+    let out = run_inline_python(code, &event(serde_json::json!({"sub": "s"})));
+    assert_eq!(
+        out["response"]["claimsAndScopeOverrideDetails"]["accessTokenGeneration"]
+            ["claimsToAddOrOverride"],
+        serde_json::json!({}),
+        "no tenant attribute, no tenant claim: a multi-tenant deployment refuses the token"
+    );
+
+    // Multi-tenant unless said otherwise; no switch that the authorizer would silently ignore.
+    let p = &t["Parameters"];
+    assert_eq!(p["Tenancy"]["Default"].as_str(), Some("multi"));
+    assert!(p["AllowAnonymous"].is_null());
+    let env = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert!(env["ALLOW_ANONYMOUS"].is_null());
+    assert_eq!(env["RAGBOT_ENV"].as_str(), Some("production"));
+    assert!(format!("{:?}", env["TENANCY"]).contains("Tenancy"));
+}

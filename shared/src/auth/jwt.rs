@@ -17,6 +17,9 @@ use crate::config::{AuthSettings, ConfigError};
 
 /// How often an unknown key id may trigger a JWKS refetch (key rotation).
 const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// After a failed fetch, how long tokens with an unknown key id are refused without fetching
+/// again (a negative cache: an unreachable issuer must not cost every request a 5 s timeout).
+const JWKS_RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
 pub struct Verifier {
     hs256: Option<DecodingKey>,
@@ -29,11 +32,17 @@ struct Jwks {
     url: Option<String>,
     http: reqwest::Client,
     state: RwLock<JwksState>,
+    /// One refetch at a time: concurrent tokens with a new key id wait for it instead of each
+    /// fetching.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 struct JwksState {
     set: JwkSet,
+    /// The last successful fetch.
     fetched: Option<Instant>,
+    /// The last failed fetch (cleared by a success).
+    failed: Option<Instant>,
 }
 
 impl Verifier {
@@ -66,7 +75,12 @@ impl Verifier {
                 let jwks = Jwks {
                     url: url.clone(),
                     http,
-                    state: RwLock::new(JwksState { set, fetched: None }),
+                    state: RwLock::new(JwksState {
+                        set,
+                        fetched: None,
+                        failed: None,
+                    }),
+                    refreshing: tokio::sync::Mutex::new(()),
                 };
                 if jwks.url.is_some() {
                     if let Err(e) = jwks.refresh().await {
@@ -125,6 +139,7 @@ impl Verifier {
         };
         let mut validation = Validation::new(header.alg);
         validation.set_required_spec_claims(&["exp"]);
+        validation.validate_nbf = true;
         validation.leeway = 30;
         // The audience is checked below: Cognito access tokens carry `client_id` instead of `aud`.
         validation.validate_aud = false;
@@ -170,36 +185,58 @@ impl Jwks {
         let Some(url) = &self.url else {
             return Ok(());
         };
-        let set: JwkSet = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| format!("fetching {url}: {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("{url} is not a JWK set: {e}"))?;
+        let fetched: Result<JwkSet, String> = async {
+            self.http
+                .get(url)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| format!("fetching {url}: {e}"))?
+                .json()
+                .await
+                .map_err(|e| format!("{url} is not a JWK set: {e}"))
+        }
+        .await;
         let mut state = self.state.write().await;
-        state.set = set;
-        state.fetched = Some(Instant::now());
-        Ok(())
+        match fetched {
+            Ok(set) => {
+                state.set = set;
+                state.fetched = Some(Instant::now());
+                state.failed = None;
+                Ok(())
+            }
+            Err(e) => {
+                state.failed = Some(Instant::now());
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether an unknown key id may fetch the JWKS again now.
+    async fn may_refetch(&self) -> bool {
+        let state = self.state.read().await;
+        let fetched_long_ago = state
+            .fetched
+            .is_none_or(|t| t.elapsed() >= JWKS_REFRESH_INTERVAL);
+        let failed_recently = state
+            .failed
+            .is_some_and(|t| t.elapsed() < JWKS_RETRY_AFTER_FAILURE);
+        fetched_long_ago && !failed_recently
     }
 
     async fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, AuthError> {
         if let Some(key) = self.lookup(kid, alg).await? {
             return Ok(key);
         }
-        // Unknown key id: the issuer may have rotated its keys. Refetch, at most once a minute.
-        let stale = {
-            let state = self.state.read().await;
-            state
-                .fetched
-                .is_none_or(|t| t.elapsed() >= JWKS_REFRESH_INTERVAL)
-        };
-        if self.url.is_some() && stale {
-            if let Err(e) = self.refresh().await {
-                tracing::warn!(error = %e, "JWKS refresh failed");
+        // Unknown key id: the issuer may have rotated its keys. Refetch, at most once a minute,
+        // and not again for a while after a failed fetch.
+        if self.url.is_some() && self.may_refetch().await {
+            let _one_at_a_time = self.refreshing.lock().await;
+            // Another token may have refetched while this one waited.
+            if self.may_refetch().await {
+                if let Err(e) = self.refresh().await {
+                    tracing::warn!(error = %e, "JWKS refresh failed");
+                }
             }
             if let Some(key) = self.lookup(kid, alg).await? {
                 return Ok(key);
@@ -291,6 +328,7 @@ mod tests {
             issuer: Some("iss".into()),
             audience: Some("aud".into()),
             default_tenant: "default".into(),
+            tenancy: crate::config::Tenancy::Multi,
             allow_anonymous: false,
         }
     }
@@ -320,6 +358,16 @@ mod tests {
         expired["exp"] = json!(now() - 3600);
         let t = mint_hs256(&secret, &claims(expired))?;
         assert_eq!(v.verify(&t).await, Err(AuthError::Expired));
+
+        // Not valid before an hour from now (beyond the 30 s leeway); a past nbf is fine.
+        let mut early = good.clone();
+        early["nbf"] = json!(now() + 3600);
+        let t = mint_hs256(&secret, &claims(early))?;
+        assert_eq!(v.verify(&t).await, Err(AuthError::NotYetValid));
+        let mut started = good.clone();
+        started["nbf"] = json!(now() - 10);
+        let t = mint_hs256(&secret, &claims(started))?;
+        assert!(v.verify(&t).await.is_ok());
 
         let mut wrong_iss = good.clone();
         wrong_iss["iss"] = json!("evil");

@@ -102,11 +102,12 @@ impl Principal {
     }
 
     /// Reads a principal from verified claims: `sub`; tenant from `tenant` or `custom:tenant`
-    /// (else `default_tenant`); roles from `roles` or `cognito:groups` — a JSON array, or a string
-    /// list as API Gateway passes claims (`"[admin user]"`, `"admin,user"`, `"admin user"`).
+    /// (else `single_tenant`, when the deployment has one; else the token is refused); roles
+    /// from `roles` or `cognito:groups` — a JSON array, or a string list as API Gateway passes
+    /// claims (`"[admin user]"`, `"admin,user"`, `"admin user"`).
     pub fn from_claims(
         claims: &Map<String, Value>,
-        default_tenant: &Tenant,
+        single_tenant: Option<&Tenant>,
     ) -> Result<Self, AuthError> {
         let subject = match claims.get("sub") {
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
@@ -117,7 +118,11 @@ impl Principal {
             }
         };
         let tenant = match claims.get("tenant").or_else(|| claims.get("custom:tenant")) {
-            None => default_tenant.clone(),
+            None => single_tenant.cloned().ok_or_else(|| {
+                AuthError::BadClaims(
+                    "the token names no tenant (claim 'tenant' or 'custom:tenant'), and this deployment serves several (TENANCY=multi): ask an administrator to set your tenant".into(),
+                )
+            })?,
             Some(Value::String(s)) => Tenant::parse(s.trim()).map_err(AuthError::BadClaims)?,
             Some(_) => {
                 return Err(AuthError::BadClaims(
@@ -243,6 +248,11 @@ mod tests {
         Tenant("default".into())
     }
 
+    fn single() -> Option<&'static Tenant> {
+        static T: std::sync::OnceLock<Tenant> = std::sync::OnceLock::new();
+        Some(T.get_or_init(default))
+    }
+
     #[test]
     fn tenant_codes_are_validated() {
         assert!(Tenant::parse("acme-corp_1.eu").is_ok());
@@ -257,18 +267,18 @@ mod tests {
             &claims(
                 json!({"sub": "u1", "custom:tenant": "acme", "cognito:groups": ["admin", "other"]}),
             ),
-            &default(),
+            None,
         )?;
         assert_eq!(p.tenant.as_str(), "acme");
         assert_eq!(p.roles, BTreeSet::from([Role::Admin]));
         // API Gateway's JWT authorizer passes arrays as "[a b]" strings.
         let p = Principal::from_claims(
             &claims(json!({"sub": "u2", "cognito:groups": "[user admin]"})),
-            &default(),
+            single(),
         )?;
         assert_eq!(p.tenant, default());
         assert_eq!(p.roles, BTreeSet::from([Role::Admin, Role::User]));
-        let p = Principal::from_claims(&claims(json!({"sub": "u3", "roles": "user"})), &default())?;
+        let p = Principal::from_claims(&claims(json!({"sub": "u3", "roles": "user"})), single())?;
         assert_eq!(p.roles, BTreeSet::from([Role::User]));
         Ok(())
     }
@@ -276,22 +286,28 @@ mod tests {
     #[test]
     fn rejects_unusable_claims() {
         assert!(matches!(
-            Principal::from_claims(&claims(json!({"roles": ["admin"]})), &default()),
+            Principal::from_claims(&claims(json!({"roles": ["admin"]})), single()),
             Err(AuthError::BadClaims(_))
         ));
         assert!(matches!(
-            Principal::from_claims(&claims(json!({"sub": "u", "tenant": "../x"})), &default()),
+            Principal::from_claims(&claims(json!({"sub": "u", "tenant": "../x"})), single()),
             Err(AuthError::BadClaims(_))
+        ));
+        // A multi-tenant deployment refuses a token that names no tenant.
+        let no_tenant = claims(json!({"sub": "u", "roles": ["admin"]}));
+        assert!(matches!(
+            Principal::from_claims(&no_tenant, None),
+            Err(AuthError::BadClaims(m)) if m.contains("names no tenant")
         ));
     }
 
     #[test]
     fn roles_grant_access() -> Result<(), AuthError> {
         let user =
-            Principal::from_claims(&claims(json!({"sub": "u", "roles": ["user"]})), &default())?;
+            Principal::from_claims(&claims(json!({"sub": "u", "roles": ["user"]})), single())?;
         let admin =
-            Principal::from_claims(&claims(json!({"sub": "a", "roles": ["admin"]})), &default())?;
-        let none = Principal::from_claims(&claims(json!({"sub": "n"})), &default())?;
+            Principal::from_claims(&claims(json!({"sub": "a", "roles": ["admin"]})), single())?;
+        let none = Principal::from_claims(&claims(json!({"sub": "n"})), single())?;
         let anon = Principal::anonymous(default(), None);
         assert!(user.authorize(Access::Reader).is_ok());
         assert!(user

@@ -121,6 +121,48 @@ pub async fn check_database(
     health
 }
 
+/// What public callers read instead of a dependency's error (which may name hosts, users,
+/// versions): the detail is logged, and shown to callers with an admin token.
+pub const REDACTED_ERROR: &str =
+    "unavailable (the detail is in the function's logs, or send an admin token)";
+
+impl DatabaseHealth {
+    /// The report for a public caller: no server versions, no raw error.
+    pub fn public(self) -> Self {
+        DatabaseHealth {
+            database: None,
+            database_name: None,
+            pgvector: None,
+            error: self.error.map(|_| REDACTED_ERROR.to_string()),
+            ..self
+        }
+    }
+}
+
+impl Readiness {
+    /// The report for a public caller: statuses and latencies, no raw errors.
+    pub fn public(mut self) -> Self {
+        for check in self.checks.values_mut() {
+            if check.error.is_some() {
+                check.error = Some(REDACTED_ERROR.to_string());
+            }
+        }
+        self
+    }
+}
+
+impl AiServices {
+    /// The report for a public caller: no raw errors (they may name internal endpoints).
+    pub fn public(mut self) -> Self {
+        for s in [&mut self.llm, &mut self.embeddings] {
+            if s.error.is_some() {
+                s.error = Some(REDACTED_ERROR.to_string());
+            }
+        }
+        self
+    }
+}
+
 fn down(latency_ms: f64, error: String) -> DatabaseHealth {
     DatabaseHealth {
         status: ProbeStatus::Unavailable,
@@ -193,6 +235,11 @@ pub async fn check_readiness(
             }
         },
     );
+    for (name, check) in [("s3", &s3), ("dynamodb", &ddb), ("embedder", &emb)] {
+        if let Some(error) = &check.error {
+            tracing::warn!(dependency = name, %error, "readiness check failed");
+        }
+    }
     let mut checks = BTreeMap::new();
     checks.insert("database", db);
     checks.insert("s3", s3);

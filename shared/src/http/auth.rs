@@ -77,20 +77,30 @@ impl<A: AccessLevel> FromRequestParts<AppState> for Authorized<A> {
     }
 }
 
+/// Whether the request carries a valid token with the `admin` role (public routes show admins
+/// detail they keep from everyone else). Not rate-counted; any failure is simply "no".
+pub(crate) async fn is_admin(parts: &Parts, state: &AppState) -> bool {
+    authenticate(parts, state, Access::Admin)
+        .await
+        .is_ok_and(|p| p.authorize(Access::Admin).is_ok())
+}
+
 async fn authenticate(
     parts: &Parts,
     state: &AppState,
     access: Access,
 ) -> Result<Principal, ApiError> {
     let default_tenant = &state.default_tenant;
+    let single_tenant =
+        (state.config.auth.tenancy == crate::config::Tenancy::Single).then_some(default_tenant);
     // In AWS the HTTP API's JWT authorizer has verified the token: use its claims.
     if let Some(claims) = authorizer_claims(parts) {
-        return Ok(Principal::from_claims(&claims, default_tenant)?);
+        return Ok(Principal::from_claims(&claims, single_tenant)?);
     }
     match bearer_token(parts)? {
         Some(token) => {
             let claims = state.verifier.verify(token).await?;
-            Ok(Principal::from_claims(&claims, default_tenant)?)
+            Ok(Principal::from_claims(&claims, single_tenant)?)
         }
         None if state.config.auth.allow_anonymous && access == Access::Reader => Ok(
             Principal::anonymous(default_tenant.clone(), source_ip(parts)),

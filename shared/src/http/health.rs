@@ -2,7 +2,7 @@
 
 use axum::{
     extract::State,
-    http::{header, StatusCode},
+    http::{header, request::Parts, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -22,16 +22,21 @@ pub fn routes() -> Routes {
 
 /// Each configured AI provider (LLM, embeddings): `available`, `unavailable` or `not configured`,
 /// with the probe's latency. Always 200 when the report could be made; `status` says `degraded`
-/// when a configured provider is unavailable.
+/// when a configured provider is unavailable. Errors are shown to admins only.
 #[utoipa::path(get, path = "/health/ai-services", tag = "health",
     responses((status = 200, description = "Each provider's state; `status` is `degraded` when a configured one is unavailable", body = health::AiServices)))]
-async fn ai_services(State(state): State<AppState>) -> Response {
+async fn ai_services(State(state): State<AppState>, parts: Parts) -> Response {
     let report = health::check_ai_services(
         state.chat.provider().as_ref(),
         &state.config.embedding,
         state.config.health.dependency_timeout,
     )
     .await;
+    let report = if super::auth::is_admin(&parts, &state).await {
+        report
+    } else {
+        report.public()
+    };
     no_store(StatusCode::OK, Json(report))
 }
 
@@ -42,13 +47,19 @@ async fn liveness() -> Response {
     no_store(StatusCode::OK, Json(health::liveness()))
 }
 
-/// Database reachability, latency, PostgreSQL and pgvector versions.
+/// Database reachability and latency; the PostgreSQL and pgvector versions and any error for
+/// callers with an admin token.
 #[utoipa::path(get, path = "/health/db", tag = "health",
     responses((status = 200, description = "Database reachable", body = health::DatabaseHealth),
               (status = 503, description = "Database unreachable or slower than the timeout", body = health::DatabaseHealth)))]
-async fn database(State(state): State<AppState>) -> Response {
+async fn database(State(state): State<AppState>, parts: Parts) -> Response {
     let h = &state.config.health;
     let report = health::check_database(&state.store, h.db_timeout, h.db_warn_latency).await;
+    let report = if super::auth::is_admin(&parts, &state).await {
+        report
+    } else {
+        report.public()
+    };
     let status = if report.is_ok() {
         StatusCode::OK
     } else {
@@ -57,11 +68,12 @@ async fn database(State(state): State<AppState>) -> Response {
     no_store(status, Json(report))
 }
 
-/// Every dependency (database, S3, DynamoDB, embedder) with status and latency.
+/// Every dependency (database, S3, DynamoDB, embedder) with status and latency; errors for
+/// callers with an admin token.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses((status = 200, description = "Every dependency is ready", body = health::Readiness),
               (status = 503, description = "At least one dependency is not ready", body = health::Readiness)))]
-async fn readiness(State(state): State<AppState>) -> Response {
+async fn readiness(State(state): State<AppState>, parts: Parts) -> Response {
     let report = health::check_readiness(
         &state.store,
         &state.aws,
@@ -69,6 +81,11 @@ async fn readiness(State(state): State<AppState>) -> Response {
         state.config.health.dependency_timeout,
     )
     .await;
+    let report = if super::auth::is_admin(&parts, &state).await {
+        report
+    } else {
+        report.public()
+    };
     let status = if report.is_ready() {
         StatusCode::OK
     } else {
