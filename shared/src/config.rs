@@ -93,6 +93,12 @@ pub struct DatabaseConfig {
     pub connect_timeout: Duration,
     /// Total time a request may spend retrying connections (Aurora resuming from 0 ACU).
     pub connect_retry_budget: Duration,
+    /// `statement_timeout` of every transaction (`DATABASE_STATEMENT_TIMEOUT_MS`, 10 s): a
+    /// request path query never hangs past API Gateway's 30 s.
+    pub statement_timeout: Duration,
+    /// `statement_timeout` of the few long transactions (`DATABASE_LONG_STATEMENT_TIMEOUT_MS`,
+    /// 14 min, inside Lambda's 15): a large document's staging and swap, backups, restores.
+    pub long_statement_timeout: Duration,
 }
 
 impl DatabaseConfig {
@@ -106,6 +112,8 @@ impl DatabaseConfig {
             ca_file: None,
             connect_timeout: Duration::from_secs(5),
             connect_retry_budget: Duration::from_secs(0),
+            statement_timeout: Duration::from_secs(10),
+            long_statement_timeout: Duration::from_secs(14 * 60),
         }
     }
 }
@@ -143,6 +151,12 @@ pub struct AwsSettings {
     pub failed_events_bucket: Option<String>,
     /// Create the buckets and the state table when missing (local stack only).
     pub create_local_resources: bool,
+    /// Bounds on each AWS call, retries included (`AWS_S3_TIMEOUT_MS` 30 s, `AWS_DYNAMODB_TIMEOUT_MS`
+    /// 3 s, `AWS_LAMBDA_TIMEOUT_MS` 10 s): an endpoint that accepts and never answers fails the
+    /// call instead of hanging the request.
+    pub s3_timeout: Duration,
+    pub dynamodb_timeout: Duration,
+    pub lambda_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -525,6 +539,9 @@ impl Config {
             ca_file: env.string("DATABASE_CA_FILE").map(PathBuf::from),
             connect_timeout: env.millis_or("DATABASE_CONNECT_TIMEOUT_MS", 3_000)?,
             connect_retry_budget: env.millis_or("DATABASE_CONNECT_RETRY_MS", 12_000)?,
+            statement_timeout: env.millis_or("DATABASE_STATEMENT_TIMEOUT_MS", 10_000)?,
+            long_statement_timeout: env
+                .millis_or("DATABASE_LONG_STATEMENT_TIMEOUT_MS", 14 * 60_000)?,
         };
 
         let common_endpoint = env.string("AWS_ENDPOINT_URL");
@@ -559,6 +576,9 @@ impl Config {
                 .string("FAILED_EVENTS_BUCKET")
                 .or_else(|| local.then(|| "ragbot-failed-events".to_string())),
             create_local_resources: env.parse_or("RAGBOT_CREATE_LOCAL_RESOURCES", false)?,
+            s3_timeout: env.millis_or("AWS_S3_TIMEOUT_MS", 30_000)?,
+            dynamodb_timeout: env.millis_or("AWS_DYNAMODB_TIMEOUT_MS", 3_000)?,
+            lambda_timeout: env.millis_or("AWS_LAMBDA_TIMEOUT_MS", 10_000)?,
         };
         if aws.create_local_resources && !local {
             return Err(ConfigError::Invalid {

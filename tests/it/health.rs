@@ -303,3 +303,95 @@ async fn dev_server_serves_health_over_tcp() {
     );
     assert!(raw.contains("\"pgvector\":\"0.8.2\""), "{raw}");
 }
+
+/// A server that accepts connections and never answers (a hung dependency).
+async fn black_hole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn aws_calls_to_a_hung_endpoint_fail_within_their_timeout() {
+    let endpoint = black_hole().await;
+    let settings = ragbot::Config::from_lookup(|k| match k {
+        "AWS_ENDPOINT_URL_S3" | "AWS_ENDPOINT_URL_DYNAMODB" => Some(endpoint.clone()),
+        "AWS_S3_TIMEOUT_MS" | "AWS_DYNAMODB_TIMEOUT_MS" => Some("600".into()),
+        "RAGBOT_ENV" => Some("test".into()),
+        "DATABASE_URL" => Some("postgres://x@127.0.0.1:1/x".into()),
+        _ => std::env::var(k).ok(),
+    })
+    .unwrap()
+    .aws;
+    let aws = ragbot::aws::AwsClients::new(&settings).await;
+    for (name, call) in [
+        (
+            "s3",
+            Box::pin(aws.ping_s3()) as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>,
+        ),
+        ("dynamodb", Box::pin(aws.ping_dynamodb())),
+    ] {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), call).await;
+        let took = started.elapsed();
+        let err = outcome
+            .unwrap_or_else(|_| panic!("{name}: the call hung for 10 s"))
+            .expect_err("a black hole answers nothing");
+        assert!(
+            took < Duration::from_secs(3),
+            "{name}: failed after {took:?}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_transaction_has_a_statement_timeout_and_a_failed_begin_does_not_poison_the_pool() {
+    let app = TestApp::spawn_with(Options {
+        env: [
+            ("DATABASE_STATEMENT_TIMEOUT_MS", "400"),
+            ("DATABASE_LONG_STATEMENT_TIMEOUT_MS", "5000"),
+            ("DATABASE_POOL_SIZE", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        ..Default::default()
+    })
+    .await;
+    let tenant = ragbot::auth::Tenant::parse("acme").unwrap();
+    let store = &app.state.store;
+    let tx = store.begin(&tenant).await.unwrap();
+    let shown: String = tx.query("SHOW statement_timeout", &[]).await.unwrap()[0].get(0);
+    assert_eq!(shown, "400ms");
+    let started = Instant::now();
+    let err = tx
+        .query("SELECT pg_sleep(3)", &[])
+        .await
+        .expect_err("cancelled by the statement timeout");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+    drop(tx);
+    let long = store.begin_long(&tenant).await.unwrap();
+    let shown: String = long.query("SHOW statement_timeout", &[]).await.unwrap()[0].get(0);
+    assert_eq!(shown, "5s");
+    long.commit().await.unwrap();
+
+    // BEGIN succeeds, the rest of its batch fails: that connection (the pool's only one) must not
+    // be handed to the next caller in its aborted transaction.
+    let err = store
+        .begin_with(&tenant, &[("work_mem", "lots")])
+        .await
+        .err()
+        .expect("an invalid setting fails the batch");
+    assert!(err.to_string().contains("work_mem"), "{err}");
+    let tx = store.begin(&tenant).await.expect("a clean connection");
+    let one: i32 = tx.query("SELECT 1", &[]).await.unwrap()[0].get(0);
+    assert_eq!(one, 1);
+    tx.commit().await.unwrap();
+}

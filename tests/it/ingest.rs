@@ -912,3 +912,53 @@ async fn an_event_that_keeps_failing_is_kept_in_the_failed_events_bucket_and_rep
         "a replayed record is deleted"
     );
 }
+
+#[tokio::test]
+async fn an_s3_outage_is_reported_as_s3_in_one_log_line() {
+    // A port nothing listens on: S3 refuses every connection (the database is fine).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let app = TestApp::spawn_with(Options {
+        env: HashMap::from([
+            ("EMBEDDING_PROVIDER".into(), "local".into()),
+            (
+                "AWS_ENDPOINT_URL_S3".into(),
+                format!("http://127.0.0.1:{port}"),
+            ),
+            ("AWS_S3_TIMEOUT_MS".into(), "1500".into()),
+            ("RAGBOT_CREATE_LOCAL_RESOURCES".into(), "false".into()),
+        ]),
+        ..Default::default()
+    })
+    .await;
+    let t = app.token("admin", "acme", &["admin"]);
+    let logs = ragbot_tests::Captured::default();
+    let _guard = logs.install();
+    let r = upload(
+        &app,
+        &t,
+        "a.txt",
+        "text/plain",
+        b"The gym opens at six.".to_vec(),
+    )
+    .await;
+    r.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("S3"), "{message}");
+    assert!(!message.contains("database"), "{message}");
+    assert_eq!(app.count_rows("documents").await, 0, "nothing written");
+
+    let text = logs.text();
+    let failed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
+        .collect();
+    assert_eq!(failed.len(), 1, "one log line for one failure: {text}");
+    assert!(failed[0].contains("request failed"), "{}", failed[0]);
+    assert!(
+        failed[0].contains("PutObject"),
+        "the cause is logged: {}",
+        failed[0]
+    );
+}

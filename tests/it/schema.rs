@@ -318,3 +318,78 @@ async fn the_vector_size_changes_only_while_the_knowledge_base_is_empty() {
     assert!(err.contains("holds 1 vectors of 1024 dimensions"), "{err}");
     assert_eq!(column("chunks").await, "vector(1024)");
 }
+
+#[tokio::test]
+async fn real_server_errors_are_classified_transient_or_not() {
+    use ragbot::store::StoreError;
+    let db = TestDb::create(&ragbot_tests::stack_env("RAGBOT_PG_ADMIN_URL")).await;
+    let a = TestDb::connect(&db.migrator_url).await;
+    let b = TestDb::connect(&db.migrator_url).await;
+    a.batch_execute(
+        "CREATE TABLE race (id int PRIMARY KEY, v int); INSERT INTO race VALUES (1, 0), (2, 0)",
+    )
+    .await
+    .unwrap();
+
+    // A deadlock: each transaction holds the row the other wants.
+    a.batch_execute("BEGIN; UPDATE race SET v = 1 WHERE id = 1")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN; UPDATE race SET v = 1 WHERE id = 2")
+        .await
+        .unwrap();
+    let (ra, rb) = tokio::join!(
+        a.batch_execute("UPDATE race SET v = 2 WHERE id = 2"),
+        b.batch_execute("UPDATE race SET v = 2 WHERE id = 1"),
+    );
+    let deadlock = ra
+        .err()
+        .or(rb.err())
+        .expect("one of them is the deadlock victim");
+    let deadlock = StoreError::Query(deadlock);
+    assert!(
+        deadlock.is_transient() && deadlock.is_conflict(),
+        "{deadlock}"
+    );
+    a.batch_execute("ROLLBACK").await.unwrap();
+    b.batch_execute("ROLLBACK").await.unwrap();
+
+    // A serialization failure between two SERIALIZABLE transactions.
+    a.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT sum(v) FROM race")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT sum(v) FROM race")
+        .await
+        .unwrap();
+    a.batch_execute("UPDATE race SET v = v + 1 WHERE id = 1")
+        .await
+        .unwrap();
+    b.batch_execute("UPDATE race SET v = v + 1 WHERE id = 2")
+        .await
+        .unwrap();
+    a.batch_execute("COMMIT").await.unwrap();
+    let serialization = StoreError::Query(b.batch_execute("COMMIT").await.unwrap_err());
+    assert!(serialization.is_conflict(), "{serialization}");
+    assert!(serialization.is_transient());
+
+    // Not transient: a constraint violation, and a value that does not convert (no SQL state).
+    let duplicate = StoreError::Query(
+        a.batch_execute("INSERT INTO race VALUES (1, 0)")
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        !duplicate.is_transient() && !duplicate.is_conflict(),
+        "{duplicate}"
+    );
+    let row = a.query_one("SELECT 'text'::text", &[]).await.unwrap();
+    let conversion = StoreError::Query(row.try_get::<_, i32>(0).unwrap_err());
+    assert!(!conversion.is_transient(), "{conversion}");
+
+    // Transient: the server ends the connection.
+    b.batch_execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        .await
+        .ok();
+    let closed = StoreError::Query(b.batch_execute("SELECT 1").await.unwrap_err());
+    assert!(closed.is_transient(), "{closed}");
+}

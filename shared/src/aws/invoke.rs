@@ -88,7 +88,9 @@ impl JobDispatcher for LambdaDispatcher {
                     .payload(Blob::new(payload.clone()))
                     .send()
                     .await
-                    .map_err(|e| PortError(AwsError::sdk("lambda", "Invoke", e).to_string()))?;
+                    .map_err(|e| {
+                        PortError::workers(AwsError::sdk("lambda", "Invoke", e).to_string())
+                    })?;
             }
             tracing::info!(job = %job.job_id, workers, function = %self.function, "ingestion workers invoked");
             Ok(())

@@ -87,15 +87,25 @@ impl AwsClients {
             .region(Region::new(cfg.region.clone()))
             .load()
             .await;
-        let mut s3 = aws_sdk_s3::config::Builder::from(&sdk);
+        // The whole operation (its retries included) within the bound, each attempt within half.
+        let bound = |d: std::time::Duration| {
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(d)
+                .operation_attempt_timeout(d / 2)
+                .connect_timeout(d.min(std::time::Duration::from_secs(3)))
+                .build()
+        };
+        let mut s3 = aws_sdk_s3::config::Builder::from(&sdk).timeout_config(bound(cfg.s3_timeout));
         if let Some(ep) = &cfg.s3_endpoint {
             s3 = s3.endpoint_url(ep).force_path_style(true);
         }
-        let mut ddb = aws_sdk_dynamodb::config::Builder::from(&sdk);
+        let mut ddb = aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .timeout_config(bound(cfg.dynamodb_timeout));
         if let Some(ep) = &cfg.dynamodb_endpoint {
             ddb = ddb.endpoint_url(ep);
         }
-        let mut lambda = aws_sdk_lambda::config::Builder::from(&sdk);
+        let mut lambda =
+            aws_sdk_lambda::config::Builder::from(&sdk).timeout_config(bound(cfg.lambda_timeout));
         if let Some(ep) = &cfg.lambda_endpoint {
             lambda = lambda.endpoint_url(ep);
         }

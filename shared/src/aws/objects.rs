@@ -58,7 +58,7 @@ impl ObjectStore for S3Objects {
                     return Ok(None)
                 }
                 Err(e) => {
-                    return Err(PortError(format!(
+                    return Err(PortError::object_store(format!(
                         "S3 GetObject {bucket}/{key}: {}",
                         DisplayErrorContext(&e)
                     )))
@@ -72,7 +72,7 @@ impl ObjectStore for S3Objects {
                 .collect()
                 .await
                 .map_err(|e| {
-                    PortError(format!(
+                    PortError::object_store(format!(
                         "S3 GetObject {bucket}/{key}: reading the body: {e}"
                     ))
                 })?
@@ -104,7 +104,7 @@ impl ObjectStore for S3Objects {
                 .send()
                 .await
                 .map_err(|e| {
-                    PortError(format!(
+                    PortError::object_store(format!(
                         "S3 PutObject {bucket}/{key}: {}",
                         DisplayErrorContext(&e)
                     ))
@@ -129,7 +129,7 @@ impl ObjectStore for S3Objects {
             {
                 Ok(_) => Ok(true),
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
-                Err(e) => Err(PortError(format!(
+                Err(e) => Err(PortError::object_store(format!(
                     "S3 HeadObject {bucket}/{key}: {}",
                     DisplayErrorContext(&e)
                 ))),
@@ -153,7 +153,7 @@ impl ObjectStore for S3Objects {
                 .send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| {
-                    PortError(format!(
+                    PortError::object_store(format!(
                         "S3 ListObjectsV2 {bucket}/{prefix}: {}",
                         DisplayErrorContext(&e)
                     ))
@@ -177,7 +177,7 @@ impl ObjectStore for S3Objects {
                 .send()
                 .await
                 .map_err(|e| {
-                    PortError(format!(
+                    PortError::object_store(format!(
                         "S3 DeleteObject {bucket}/{key}: {}",
                         DisplayErrorContext(&e)
                     ))
@@ -259,7 +259,7 @@ impl Ledger for DynamoLedger {
                             Claim::Done
                         })
                     }
-                    _ => Err(PortError(format!(
+                    _ => Err(PortError::ledger(format!(
                         "ingestion ledger PutItem: {}",
                         aws_sdk_dynamodb::error::DisplayErrorContext(&e)
                     ))),
@@ -291,7 +291,7 @@ impl Ledger for DynamoLedger {
                 .send()
                 .await
                 .map_err(|e| {
-                    PortError(format!(
+                    PortError::ledger(format!(
                         "ingestion ledger UpdateItem (renew): {}",
                         aws_sdk_dynamodb::error::DisplayErrorContext(&e)
                     ))
@@ -319,7 +319,7 @@ impl Ledger for DynamoLedger {
                 .send()
                 .await
                 .map_err(|e| {
-                    PortError(format!(
+                    PortError::ledger(format!(
                         "ingestion ledger UpdateItem: {}",
                         aws_sdk_dynamodb::error::DisplayErrorContext(&e)
                     ))
@@ -339,7 +339,7 @@ impl Ledger for DynamoLedger {
                 .send()
                 .await
                 .map_err(|e| {
-                    PortError(format!(
+                    PortError::ledger(format!(
                         "ingestion ledger DeleteItem: {}",
                         aws_sdk_dynamodb::error::DisplayErrorContext(&e)
                     ))

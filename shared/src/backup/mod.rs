@@ -288,7 +288,7 @@ impl Backups<'_> {
             )));
         }
 
-        let tx = self.store.begin(&tenant).await?;
+        let tx = self.store.begin_long(&tenant).await?;
         // Row-level security confines both to this tenant; cascades remove chunks and messages.
         tx.execute("DELETE FROM documents", &[]).await?;
         tx.execute("DELETE FROM conversations", &[]).await?;

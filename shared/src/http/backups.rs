@@ -23,8 +23,8 @@ impl From<BackupError> for ApiError {
             BackupError::Store(e) => e.into(),
             BackupError::NotFound(key) => ApiError::not_found(format!("no backup {key}")),
             other => {
-                tracing::error!(error = %other, "backup failed");
                 ApiError::unavailable("the backup could not be written or read; retry shortly")
+                    .caused_by(other)
             }
         }
     }

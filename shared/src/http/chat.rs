@@ -62,10 +62,10 @@ impl From<ChatError> for ApiError {
                 format!("the language model did not answer within {ms} ms; your message was kept, retry shortly"),
             ),
             ChatError::Llm(LlmError::Unavailable(m)) => {
-                tracing::warn!(error = %m, "LLM provider unavailable");
                 let mut e = ApiError::unavailable(
                     "the language model is unavailable; your message was kept, retry shortly",
-                );
+                )
+                .caused_by(m);
                 e.retry_after = Some(5);
                 e
             }
@@ -77,14 +77,12 @@ impl From<ChatError> for ApiError {
                     "the answer's stream was closed before it ended",
                 )
             }
-            ChatError::Llm(other) => {
-                tracing::error!(error = %other, "LLM provider error");
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "llm_error",
-                    "the language model answered with an error; your message was kept",
-                )
-            }
+            ChatError::Llm(other) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "llm_error",
+                "the language model answered with an error; your message was kept",
+            )
+            .caused_by(other),
             ChatError::Retrieve(e) => e.into(),
             ChatError::Store(e) => e.into(),
         }

@@ -104,6 +104,7 @@ fn event(name: &str, data: serde_json::Value) -> Event {
 }
 
 fn error_event(e: ApiError, request_id: &str) -> Event {
-    tracing::warn!(status = e.status.as_u16(), code = e.code, message = %e.message, "streamed answer failed");
+    let cause = e.cause.as_deref().unwrap_or("");
+    tracing::warn!(status = e.status.as_u16(), code = e.code, message = %e.message, cause, "streamed answer failed");
     event("error", e.envelope(request_id))
 }

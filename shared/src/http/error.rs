@@ -18,6 +18,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for 429 (`Retry-After`).
     pub retry_after: Option<u64>,
+    /// What went wrong underneath, for the log line only (never sent to the caller).
+    pub cause: Option<String>,
 }
 
 impl ApiError {
@@ -27,7 +29,13 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            cause: None,
         }
+    }
+    /// Keeps `cause` for the one log line of the failed request.
+    pub fn caused_by(mut self, cause: impl std::fmt::Display) -> Self {
+        self.cause = Some(cause.to_string());
+        self
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -97,11 +105,9 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         if e.is_transient() {
-            tracing::warn!(error = %e, "database unavailable");
-            ApiError::unavailable("the database is unavailable; retry shortly")
+            ApiError::unavailable("the database is unavailable; retry shortly").caused_by(e)
         } else {
-            tracing::error!(error = %e, "database error");
-            ApiError::internal()
+            ApiError::internal().caused_by(e)
         }
     }
 }
@@ -132,8 +138,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::warn!(status = self.status.as_u16(), code = self.code, message = %self.message, "request failed");
+        // The one log line of a failed request, with its cause.
+        let cause = self.cause.as_deref().unwrap_or("");
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(status = self.status.as_u16(), code = self.code, message = %self.message, cause, "request failed");
+        } else if self.status.is_server_error() {
+            tracing::warn!(status = self.status.as_u16(), code = self.code, message = %self.message, cause, "request failed");
         } else {
             tracing::info!(status = self.status.as_u16(), code = self.code, message = %self.message, "request rejected");
         }

@@ -44,8 +44,11 @@ impl From<IngestError> for ApiError {
                 ApiError::unavailable("this function has no embedding provider configured")
             }
             IngestError::Embedding(e) => {
-                tracing::error!(error = %e, "embedding failed");
-                ApiError::unavailable("the embedding provider failed; retry shortly")
+                ApiError::unavailable("the embedding provider failed; retry shortly").caused_by(e)
+            }
+            IngestError::Dependency(e) => {
+                ApiError::unavailable(format!("{} is unavailable; retry shortly", e.dependency))
+                    .caused_by(e)
             }
             IngestError::Store(e) => e.into(),
         }
@@ -182,8 +185,11 @@ async fn upload_document(
         .put(&ingestor.documents_bucket, &key, bytes.to_vec(), mime)
         .await
         .map_err(|e| {
-            tracing::warn!(error = %e, "storing the upload failed");
-            ApiError::unavailable("could not store the file; nothing was ingested, retry shortly")
+            ApiError::unavailable(format!(
+                "could not store the file: {} is unavailable; nothing was ingested, retry shortly",
+                e.dependency
+            ))
+            .caused_by(e)
         })?;
     let src = SourceFile {
         tenant: who.tenant.clone(),
@@ -355,10 +361,11 @@ async fn delete_document(
             .delete(bucket, key)
             .await
             .map_err(|e| {
-                tracing::warn!(error = %e, "deleting the document's object failed");
-                ApiError::unavailable(
-                    "could not delete the stored file; nothing was deleted, retry shortly",
-                )
+                ApiError::unavailable(format!(
+                    "could not delete the stored file: {} is unavailable; nothing was deleted, retry shortly",
+                    e.dependency
+                ))
+                .caused_by(e)
             })?;
     }
     tx.commit().await?;

@@ -21,8 +21,7 @@ impl From<RetrieveError> for ApiError {
                 ApiError::unavailable("this function has no embedding provider configured")
             }
             RetrieveError::Embedding(e) => {
-                tracing::error!(error = %e, "query embedding failed");
-                ApiError::unavailable("the embedding provider failed; retry shortly")
+                ApiError::unavailable("the embedding provider failed; retry shortly").caused_by(e)
             }
             RetrieveError::Store(e) => e.into(),
         }

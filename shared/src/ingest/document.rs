@@ -18,7 +18,7 @@ use crate::{
     parsing::{self, Format, ParseError},
     store::{
         documents::{self, NewChunk, NewDocument},
-        jobs, Store, StoreError,
+        jobs, Store,
     },
 };
 
@@ -91,7 +91,7 @@ impl From<ParseError> for IngestError {
 
 impl From<PortError> for IngestError {
     fn from(e: PortError) -> Self {
-        IngestError::Store(StoreError::Unavailable(e.0))
+        IngestError::Dependency(e)
     }
 }
 
@@ -277,7 +277,7 @@ impl Ingestor {
         model: &str,
         existed: bool,
     ) -> Result<Outcome, IngestError> {
-        let tx = self.store.begin(&src.tenant).await?;
+        let tx = self.store.begin_long(&src.tenant).await?;
         let document_id = documents::upsert_document(&tx, doc, "processing").await?;
         let job_id = jobs::create(&tx, document_id, &doc.content_sha256, model, chunks).await?;
         tx.commit().await?;

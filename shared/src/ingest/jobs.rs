@@ -218,7 +218,7 @@ impl Ingestor {
                             return Ok(JobRun::Continued);
                         }
                     }
-                    let tx = self.store.begin(&job.tenant).await?;
+                    let tx = self.store.begin_long(&job.tenant).await?;
                     let finished = jobs::finish(&tx, job.job_id).await?;
                     tx.commit().await?;
                     match finished {

@@ -37,6 +37,9 @@ pub enum IngestError {
     Embedding(#[from] EmbeddingError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// S3, the DynamoDB ledger or the Lambda API failed (transient: the event is retried).
+    #[error("{} failed: {}", .0.dependency, .0.message)]
+    Dependency(ports::PortError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -61,6 +64,9 @@ pub struct Outcome {
     pub job_id: Option<Uuid>,
 }
 
+/// Above this many chunks a document's write gets the long statement timeout.
+const LONG_WRITE_CHUNKS: usize = 1000;
+
 /// Writes a new version of a document: the row and all of its chunks in ONE transaction (a failure
 /// leaves the previous version intact). `existed` picks Created or Updated.
 pub(crate) async fn write_version(
@@ -71,10 +77,18 @@ pub(crate) async fn write_version(
     model: &str,
     existed: bool,
 ) -> Result<Outcome, IngestError> {
-    let tx = store.begin(tenant).await?;
-    let id = documents::upsert_document(&tx, doc, "processing").await?;
-    documents::replace_chunks(&tx, id, chunks, model).await?;
-    tx.commit().await?;
+    // A deadlock with a concurrent write of the same document is resolved by running the
+    // transaction again (twice at most).
+    let mut attempt = 1;
+    let id = loop {
+        match write_once(store, tenant, doc, chunks, model).await {
+            Err(e) if e.is_conflict() && attempt < 3 => {
+                tracing::warn!(error = %e, attempt, "document write lost a race; running it again");
+                attempt += 1;
+            }
+            other => break other?,
+        }
+    };
     tracing::info!(document_id = %id, chunks = chunks.len(), source_key = %doc.source_key, "document ingested");
     Ok(Outcome {
         document_id: id,
@@ -88,6 +102,26 @@ pub(crate) async fn write_version(
         },
         job_id: None,
     })
+}
+
+async fn write_once(
+    store: &Store,
+    tenant: &Tenant,
+    doc: &NewDocument,
+    chunks: &[NewChunk],
+    model: &str,
+) -> Result<uuid::Uuid, crate::store::StoreError> {
+    // A document embedded inline is small (the job threshold), unless workers are switched off:
+    // then one transaction writes every chunk and the HNSW inserts take minutes.
+    let tx = if chunks.len() > LONG_WRITE_CHUNKS {
+        store.begin_long(tenant).await?
+    } else {
+        store.begin(tenant).await?
+    };
+    let id = documents::upsert_document(&tx, doc, "processing").await?;
+    documents::replace_chunks(&tx, id, chunks, model).await?;
+    tx.commit().await?;
+    Ok(id)
 }
 
 /// What is stored under `source_key` (a short read transaction, before any embedding work).

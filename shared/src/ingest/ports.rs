@@ -11,9 +11,54 @@ pub struct Object {
     pub version: Option<String>,
 }
 
+/// Which outside service a port failure is about (so errors say what failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    /// The documents bucket (S3).
+    ObjectStore,
+    /// The ingestion ledger (DynamoDB).
+    Ledger,
+    /// Starting ingestion workers (the Lambda API).
+    Workers,
+}
+
+impl std::fmt::Display for Dependency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dependency::ObjectStore => "the document store (S3)",
+            Dependency::Ledger => "the ingestion ledger (DynamoDB)",
+            Dependency::Workers => "starting ingestion workers (Lambda)",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PortError(pub String);
+#[error("{message}")]
+pub struct PortError {
+    pub dependency: Dependency,
+    pub message: String,
+}
+
+impl PortError {
+    pub fn object_store(message: impl Into<String>) -> Self {
+        PortError {
+            dependency: Dependency::ObjectStore,
+            message: message.into(),
+        }
+    }
+    pub fn ledger(message: impl Into<String>) -> Self {
+        PortError {
+            dependency: Dependency::Ledger,
+            message: message.into(),
+        }
+    }
+    pub fn workers(message: impl Into<String>) -> Self {
+        PortError {
+            dependency: Dependency::Workers,
+            message: message.into(),
+        }
+    }
+}
 
 pub trait ObjectStore: Send + Sync {
     /// `None` when the object does not exist (e.g. deleted since the event was sent).

@@ -39,13 +39,47 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether retrying later may succeed (connection trouble rather than a bad query).
+    /// Whether retrying later may succeed: connection trouble, an overloaded or restarting
+    /// server, a statement timeout, or a deadlock / serialization failure (the transaction lost a
+    /// race; running it again resolves it). Not a bad query, a constraint violation, or a value
+    /// that does not convert (client-side errors carry no SQL state and are not transient unless
+    /// the connection itself failed).
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Unavailable(_) | StoreError::Timeout(_) => true,
-            StoreError::Query(e) => e.is_closed() || e.code().is_none(),
+            StoreError::Query(e) => {
+                use tokio_postgres::error::SqlState;
+                if e.is_closed() {
+                    return true;
+                }
+                match e.code() {
+                    Some(code) => {
+                        code.code().starts_with("08") // connection exception
+                            || [
+                                SqlState::T_R_SERIALIZATION_FAILURE,
+                                SqlState::T_R_DEADLOCK_DETECTED,
+                                SqlState::QUERY_CANCELED, // statement_timeout
+                                SqlState::ADMIN_SHUTDOWN,
+                                SqlState::CRASH_SHUTDOWN,
+                                SqlState::CANNOT_CONNECT_NOW,
+                                SqlState::TOO_MANY_CONNECTIONS,
+                                SqlState::LOCK_NOT_AVAILABLE,
+                            ]
+                            .contains(code)
+                    }
+                    None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+                }
+            }
             StoreError::Migration(_) | StoreError::Config(_) => false,
         }
+    }
+
+    /// A deadlock or serialization failure: the whole transaction may simply be run again.
+    pub fn is_conflict(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        matches!(self, StoreError::Query(e) if e.code().is_some_and(|c| {
+            *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+        }))
     }
 }
 
@@ -62,7 +96,6 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
-/// tokio-postgres' Display is terse ("error connecting to server"); include the source chain.
 /// Every tenant that has data (documents or conversations), through the schema's
 /// `ragbot_tenants()` (the app role cannot see across tenants itself).
 pub async fn tenants(store: &Store) -> Result<Vec<crate::auth::Tenant>, StoreError> {
@@ -77,6 +110,7 @@ pub async fn tenants(store: &Store) -> Result<Vec<crate::auth::Tenant>, StoreErr
         .collect()
 }
 
+/// tokio-postgres' Display is terse ("error connecting to server"); include the source chain.
 pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
     use std::error::Error;
     let mut msg = e.to_string();

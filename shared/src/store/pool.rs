@@ -12,6 +12,8 @@ use crate::config::{DatabaseConfig, TlsMode};
 pub struct Store {
     pool: Pool,
     retry_budget: Duration,
+    pub(crate) statement_timeout: Duration,
+    pub(crate) long_statement_timeout: Duration,
     /// OID of pgvector's `vector` type in this database, looked up once (see `documents::vector_type`).
     pub(crate) vector_oid: Arc<std::sync::OnceLock<u32>>,
 }
@@ -40,6 +42,8 @@ impl Store {
         Ok(Store {
             pool,
             retry_budget: cfg.connect_retry_budget,
+            statement_timeout: cfg.statement_timeout,
+            long_statement_timeout: cfg.long_statement_timeout,
             vector_oid: Arc::default(),
         })
     }

@@ -34,7 +34,15 @@ impl Store {
         tenant: &Tenant,
         settings: &[(&str, &str)],
     ) -> Result<TenantTx, StoreError> {
-        self.open(tenant, "BEGIN", settings).await
+        self.open(tenant, "BEGIN", settings, self.statement_timeout)
+            .await
+    }
+
+    /// [`Store::begin`] for the few long transactions (a large document's staging and final
+    /// swap, restores): the long statement timeout instead of the request path's.
+    pub async fn begin_long(&self, tenant: &Tenant) -> Result<TenantTx, StoreError> {
+        self.open(tenant, "BEGIN", &[], self.long_statement_timeout)
+            .await
     }
 
     /// A read-only transaction whose statements all see one snapshot of the tenant's rows
@@ -44,6 +52,7 @@ impl Store {
             tenant,
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
             &[],
+            self.long_statement_timeout,
         )
         .await
     }
@@ -53,6 +62,7 @@ impl Store {
         tenant: &Tenant,
         begin: &str,
         settings: &[(&str, &str)],
+        statement_timeout: std::time::Duration,
     ) -> Result<TenantTx, StoreError> {
         let safe = |s: &str| {
             !s.is_empty()
@@ -60,8 +70,10 @@ impl Store {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
         };
         let mut sql = format!(
-            "{begin}; SELECT set_config('ragbot.tenant', '{}', true)",
-            tenant.as_str()
+            "{begin}; SELECT set_config('ragbot.tenant', '{}', true), \
+             set_config('statement_timeout', '{}', true)",
+            tenant.as_str(),
+            statement_timeout.as_millis()
         );
         for (name, value) in settings {
             if !safe(name) || !safe(value) {
@@ -74,7 +86,11 @@ impl Store {
         let client = self.client().await?;
         // The tenant code is validated to [A-Za-z0-9_.-], so it can be a literal here and BEGIN +
         // set_config take one round trip.
-        client.batch_execute(&sql).await?;
+        if let Err(e) = client.batch_execute(&sql).await {
+            // The connection may be mid-transaction or broken: never hand it to the next caller.
+            drop(deadpool_postgres::Object::take(client));
+            return Err(e.into());
+        }
         Ok(TenantTx {
             client: Some(client),
             tenant: tenant.clone(),
