@@ -32,7 +32,7 @@ mkdir -p "$DL"
 
 install_apt_if_missing() {
   # System tools from Debian: unzip (python's zipfile drops execute bits), Java for DynamoDB
-  # Local, runuser, and Chromium with its driver.
+  # Local, runuser, Chromium with its driver, and PostgreSQL with openssl for the TLS test.
   local missing=()
   command -v unzip >/dev/null 2>&1 || missing+=(unzip)
   command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
@@ -40,6 +40,9 @@ install_apt_if_missing() {
   # Headless Chromium and its WebDriver for the web page's browser tests (make test).
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+  # The TLS test's server and certificates: the pgserver wheel's PostgreSQL has no SSL built in.
+  compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   if ((${#missing[@]})); then
     log "apt-get install ${missing[*]}"
     if [ "$(id -u)" -eq 0 ]; then

@@ -1,6 +1,7 @@
 //! Deploy-time database set-up, run by the `migrate` function as a CloudFormation custom resource:
 //! roles, database, extension and privileges (`store::bootstrap`), then the migrations as the
-//! migrator role. Passwords come from Secrets Manager through the function's environment.
+//! migrator role. Passwords are read from Secrets Manager at run time and passed in the event
+//! (see [`MigrateSettings::for_event`]).
 
 use std::time::{Duration, Instant};
 
@@ -20,27 +21,58 @@ pub struct MigrateSettings {
     pub migrator_password: String,
     pub app_password: String,
     pub tls: TlsMode,
+    /// How long to keep trying to reach the database (`RAGBOT_CONNECT_RETRY_MS`, 5 min): Aurora
+    /// may be resuming from 0 ACU, or still starting on a first deploy.
+    pub connect_retry_budget: Duration,
 }
 
 impl MigrateSettings {
     pub fn from_env() -> Result<Self, String> {
-        let need = |k: &str| {
-            std::env::var(k)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| format!("missing required environment variable {k}"))
+        Self::for_event(&Value::Null)
+    }
+
+    /// The settings for one custom-resource event. In AWS the passwords arrive in the event's
+    /// `Passwords` (`admin`, `migrator`, `app`), read from Secrets Manager at run time by the
+    /// stack's `SchemaSecrets` function (this function's subnets reach no Secrets Manager
+    /// endpoint), so a rotated master password is never stale; else from
+    /// `RAGBOT_PG_ADMIN_PASSWORD`, `RAGBOT_MIGRATOR_PASSWORD`, `RAGBOT_APP_PASSWORD`.
+    pub fn for_event(event: &Value) -> Result<Self, String> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let need =
+            |k: &str| var(k).ok_or_else(|| format!("missing required environment variable {k}"));
+        let given = |name: &str| {
+            event
+                .pointer(&format!("/Passwords/{name}"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let password = |name: &str, env: &str| {
+            given(name).or_else(|| var(env)).ok_or_else(|| {
+                format!("missing the {name} password: the event's Passwords.{name}, or {env}")
+            })
         };
         Ok(MigrateSettings {
             admin_url: need("RAGBOT_PG_ADMIN_URL")?,
-            admin_password: std::env::var("RAGBOT_PG_ADMIN_PASSWORD").ok(),
+            admin_password: given("admin").or_else(|| var("RAGBOT_PG_ADMIN_PASSWORD")),
             database: std::env::var("RAGBOT_DB_NAME").unwrap_or_else(|_| "ragbot".into()),
             migrator_url: need("MIGRATOR_DATABASE_URL")?,
-            migrator_password: need("RAGBOT_MIGRATOR_PASSWORD")?,
-            app_password: need("RAGBOT_APP_PASSWORD")?,
+            migrator_password: password("migrator", "RAGBOT_MIGRATOR_PASSWORD")?,
+            app_password: password("app", "RAGBOT_APP_PASSWORD")?,
             tls: std::env::var("DATABASE_TLS")
                 .unwrap_or_else(|_| "require".into())
                 .parse()
                 .map_err(|e| format!("DATABASE_TLS: {e}"))?,
+            connect_retry_budget: Duration::from_millis(
+                std::env::var("RAGBOT_CONNECT_RETRY_MS")
+                    .ok()
+                    .map(|v| {
+                        v.trim()
+                            .parse()
+                            .map_err(|e| format!("RAGBOT_CONNECT_RETRY_MS: {e}"))
+                    })
+                    .transpose()?
+                    .unwrap_or(300_000),
+            ),
         })
     }
 }
@@ -54,11 +86,13 @@ pub async fn bootstrap_and_migrate(s: &MigrateSettings) -> Result<Vec<i32>, Stri
         migrator_password: s.migrator_password.clone(),
         app_password: s.app_password.clone(),
         tls: s.tls,
+        connect_retry_budget: s.connect_retry_budget,
     })
     .await
     .map_err(|e| e.to_string())?;
     let mut migrator = DatabaseConfig::for_url(&s.migrator_url, s.tls);
     migrator.password = Some(s.migrator_password.clone());
+    migrator.connect_retry_budget = s.connect_retry_budget;
     store::migrate(&migrator).await.map_err(|e| e.to_string())
 }
 
@@ -98,7 +132,7 @@ pub async fn handle_custom_resource(
     event: &Value,
     deadline: Option<Instant>,
 ) -> Result<Value, String> {
-    handle_custom_resource_with(event, MigrateSettings::from_env(), deadline).await
+    handle_custom_resource_with(event, MigrateSettings::for_event(event), deadline).await
 }
 
 /// [`handle_custom_resource`] with the settings given.

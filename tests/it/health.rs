@@ -384,11 +384,9 @@ async fn every_transaction_has_a_statement_timeout_and_a_failed_begin_does_not_p
 
     // BEGIN succeeds, the rest of its batch fails: that connection (the pool's only one) must not
     // be handed to the next caller in its aborted transaction.
-    let err = store
-        .begin_with(&tenant, &[("work_mem", "lots")])
-        .await
-        .err()
-        .expect("an invalid setting fails the batch");
+    let Err(err) = store.begin_with(&tenant, &[("work_mem", "lots")]).await else {
+        panic!("an invalid setting fails the batch");
+    };
     assert!(err.to_string().contains("work_mem"), "{err}");
     let tx = store.begin(&tenant).await.expect("a clean connection");
     let one: i32 = tx.query("SELECT 1", &[]).await.unwrap()[0].get(0);

@@ -355,3 +355,81 @@ fn cognito_puts_the_tenant_into_access_tokens_and_users_cannot_change_it() {
     assert_eq!(env["RAGBOT_ENV"].as_str(), Some("production"));
     assert!(format!("{:?}", env["TENANCY"]).contains("Tenancy"));
 }
+
+#[test]
+fn the_schema_set_up_reads_the_database_passwords_when_it_runs_not_at_deploy_time() {
+    let t = template();
+    let r = &t["Resources"];
+    let schema = &r["DatabaseSchema"]["Properties"];
+    assert!(format!("{:?}", schema["ServiceToken"]).contains("SchemaSecrets"));
+    assert!(format!("{:?}", schema["AdminSecretArn"]).contains("MasterUserSecret"));
+    // No password is resolved into the migrate function's configuration.
+    let migrate = &r["MigrateFunction"]["Properties"];
+    let env = format!("{:?}", migrate["Environment"]);
+    assert!(
+        !env.contains("PASSWORD") && !env.contains("resolve:secretsmanager"),
+        "{env}"
+    );
+    assert_eq!(
+        migrate["EventInvokeConfig"]["MaximumRetryAttempts"].as_u64(),
+        Some(0)
+    );
+    assert!(env.contains("RAGBOT_CONNECT_RETRY_MS"));
+    // SchemaSecrets runs outside the VPC (a plain Lambda function, not a SAM one with the globals).
+    assert_eq!(
+        r["SchemaSecrets"]["Type"].as_str(),
+        Some("AWS::Lambda::Function")
+    );
+    assert!(r["SchemaSecrets"]["Properties"]["VpcConfig"].is_null());
+
+    // Its code, with boto3 and cfnresponse stood in for: three secrets read, the migrate
+    // function invoked asynchronously with them; any failure answered FAILED.
+    let code = r["SchemaSecrets"]["Properties"]["Code"]["ZipFile"]
+        .as_str()
+        .unwrap();
+    let harness = r#"
+import json, sys, types
+calls = []
+class Secrets:
+    def get_secret_value(self, SecretId):
+        if SecretId == "broken":
+            raise RuntimeError("AccessDenied")
+        return {"SecretString": json.dumps({"username": "u", "password": "pw-" + SecretId})}
+class Lambda:
+    def invoke(self, **kw):
+        calls.append(("invoke", kw["FunctionName"], kw["InvocationType"], json.loads(kw["Payload"])))
+boto3 = types.ModuleType("boto3")
+boto3.client = lambda name: Secrets() if name == "secretsmanager" else Lambda()
+cfn = types.ModuleType("cfnresponse")
+cfn.SUCCESS, cfn.FAILED = "SUCCESS", "FAILED"
+cfn.send = lambda event, context, status, data, reason=None: calls.append(("answer", status, reason))
+sys.modules["boto3"], sys.modules["cfnresponse"] = boto3, cfn
+"#;
+    let run = |admin_arn: &str| {
+        let script = format!(
+            "{harness}\n{code}\nhandler({{\"RequestType\": \"Update\", \"ResourceProperties\": {{\"MigrateFunction\": \"stack-migrate\", \"AdminSecretArn\": \"{admin_arn}\", \"MigratorSecretArn\": \"m\", \"AppSecretArn\": \"a\"}}}}, None)\nprint(json.dumps(calls))\n"
+        );
+        let out = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let calls = run("admin");
+    assert_eq!(calls.as_array().unwrap().len(), 1, "{calls}");
+    assert_eq!(calls[0][1], "stack-migrate");
+    assert_eq!(calls[0][2], "Event");
+    assert_eq!(
+        calls[0][3]["Passwords"],
+        serde_json::json!({"admin": "pw-admin", "migrator": "pw-m", "app": "pw-a"})
+    );
+    let calls = run("broken");
+    assert_eq!(calls[0][0], "answer");
+    assert_eq!(calls[0][1], "FAILED");
+    assert!(calls[0][2].as_str().unwrap().contains("AccessDenied"));
+}

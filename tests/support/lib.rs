@@ -118,6 +118,7 @@ impl TestDb {
                 migrator_password: migrator_pw.clone(),
                 app_password: app_pw.clone(),
                 tls: TlsMode::Disable,
+                connect_retry_budget: std::time::Duration::ZERO,
             })
             .await
             .expect("bootstrap test database");

@@ -288,6 +288,8 @@ async fn run(command: Command) -> Result<(), String> {
                 migrator_password,
                 app_password,
                 tls: parse_tls(&tls)?,
+                // A resuming Aurora cluster refuses connections for 10-15 s.
+                connect_retry_budget: std::time::Duration::from_secs(60),
             })
             .await
             .map_err(|e| e.to_string())?;

@@ -25,6 +25,8 @@ pub struct BootstrapSpec {
     pub migrator_password: String,
     pub app_password: String,
     pub tls: TlsMode,
+    /// How long to keep trying to reach the server (see [`super::connect_once`]).
+    pub connect_retry_budget: std::time::Duration,
 }
 
 /// Creates the roles (or resets their passwords), the database owned by the migrator, the `vector`
@@ -32,6 +34,7 @@ pub struct BootstrapSpec {
 pub async fn bootstrap(spec: &BootstrapSpec) -> Result<(), StoreError> {
     let mut admin_cfg = DatabaseConfig::for_url(&spec.admin_url, spec.tls);
     admin_cfg.password = spec.admin_password.clone();
+    admin_cfg.connect_retry_budget = spec.connect_retry_budget;
     let admin = connect_once(&admin_cfg).await?;
     for (role, password) in [
         (MIGRATOR_ROLE, &spec.migrator_password),
@@ -75,6 +78,7 @@ pub async fn bootstrap(spec: &BootstrapSpec) -> Result<(), StoreError> {
     let db_url = with_database(&spec.admin_url, &spec.database);
     let mut db_cfg = DatabaseConfig::for_url(db_url, spec.tls);
     db_cfg.password = spec.admin_password.clone();
+    db_cfg.connect_retry_budget = spec.connect_retry_budget;
     let db = connect_once(&db_cfg).await?;
     db.batch_execute(&format!(
         "CREATE EXTENSION IF NOT EXISTS vector;

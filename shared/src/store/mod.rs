@@ -16,7 +16,7 @@ pub use bootstrap::{
     bootstrap, migrate, set_dimension, with_database, BootstrapSpec, APP_ROLE, MIGRATOR_ROLE,
 };
 pub use compat::{check_embedding_compat, Incompatible};
-pub use pool::{connect_once, Store};
+pub use pool::{connect_once, trust_roots, Store, RDS_CA_BUNDLE};
 pub use tenant::{Params, TenantTx};
 /// Parameter types for [`TenantTx`] queries.
 pub use tokio_postgres::types::Type;
@@ -67,7 +67,19 @@ impl StoreError {
                             ]
                             .contains(code)
                     }
-                    None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+                    // Client-side: transient when the connection failed (refused, reset, timed
+                    // out), not when TLS refused the server's certificate (InvalidData) or a
+                    // value did not convert (no I/O error at all).
+                    None => std::error::Error::source(e)
+                        .and_then(|s| s.downcast_ref::<std::io::Error>())
+                        .is_some_and(|io| {
+                            !matches!(
+                                io.kind(),
+                                std::io::ErrorKind::InvalidData
+                                    | std::io::ErrorKind::InvalidInput
+                                    | std::io::ErrorKind::PermissionDenied
+                            )
+                        }),
                 }
             }
             StoreError::Migration(_) | StoreError::Config(_) => false,

