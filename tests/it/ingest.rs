@@ -962,3 +962,58 @@ async fn an_s3_outage_is_reported_as_s3_in_one_log_line() {
         failed[0]
     );
 }
+
+#[tokio::test]
+async fn no_named_prepared_statement_outlives_a_request() {
+    // One pooled connection, so the check below runs on the very session the requests used.
+    let app = TestApp::spawn_with(Options {
+        env: HashMap::from([
+            ("EMBEDDING_PROVIDER".into(), "local".into()),
+            ("DATABASE_POOL_SIZE".into(), "1".into()),
+        ]),
+        ..Default::default()
+    })
+    .await;
+    let t = app.token("admin", "acme", &["admin"]);
+    // Binary COPY (documents) and the typed queries of every other write and read.
+    upload(
+        &app,
+        &t,
+        "a.md",
+        "text/markdown",
+        b"# Hours\nOpen at nine.".to_vec(),
+    )
+    .await
+    .assert_status(StatusCode::CREATED);
+    app.call(
+        "POST",
+        "/embed/qa",
+        Some(&t),
+        Some(json!({"document_title": "FAQ", "question_answer_data": [{"question": "When?", "answer": "At nine."}]})),
+    )
+    .await
+    .assert_status(StatusCode::CREATED);
+    app.call(
+        "POST",
+        "/retrieve",
+        Some(&t),
+        Some(json!({"query": "opening hours"})),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    let client = app.state.store.client().await.unwrap();
+    let left: Vec<String> = client
+        .query_typed(
+            "SELECT name || ': ' || statement FROM pg_prepared_statements",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "prepared statements left on the session: {left:?}"
+    );
+}
