@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help install dev test lint fmt build bench layer clean-stack seed ingest token eval eval-chat validate invoke
+.PHONY: help install dev test lint fmt build bench layer clean-stack seed ingest token eval eval-chat validate invoke loadtest
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,10 @@ layer: ## package the embedding model as a Lambda layer (.local/build/model-laye
 
 bench: ## benchmarks on a throwaway stack (release build): embedding, ingestion, large documents, retrieval (BENCH=…)
 	@bash infra/local/throwaway.sh ./target/release/ragbot-bench $(or $(BENCH),all)
+
+loadtest: ## wrk at 100 connections on a throwaway stack: steady, saturation, and while PostgreSQL, DynamoDB and S3 restart; checks no acknowledged write is lost
+	@bash infra/local/install.sh loadtest
+	@RAGBOT_NO_LLM=1 RAGBOT_DDB_PERSIST=1 bash infra/local/throwaway.sh bash infra/local/loadtest.sh
 
 eval: ## retrieval quality (recall@10, nDCG@10) on ../shared/eval/scifact-subset, vector and hybrid (DATASET=…)
 	@bash infra/local/throwaway.sh ./target/release/ragbot eval --dataset $(or $(DATASET),../shared/eval/scifact-subset)

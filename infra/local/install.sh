@@ -206,6 +206,14 @@ install_lambda_build() {
   "$venv/bin/pip" install --quiet "cargo-lambda==1.*"
 }
 
+# wrk, from Debian's packages, for `make loadtest`.
+install_loadtest() {
+  command -v wrk >/dev/null 2>&1 && return
+  [ "$(id -u)" -eq 0 ] || { log "not root: install wrk yourself (apt-get install wrk)"; exit 1; }
+  log "apt-get install wrk"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+}
+
 what="${1:-stack}"
 install_apt_if_missing
 case "$what" in
@@ -214,7 +222,8 @@ case "$what" in
   llm-model-file) llm_model_file; exit 0 ;;
   tools) install_tools ;;
   build) install_lambda_build ;;
+  loadtest) install_loadtest ;;
   all)   install_postgres; install_dynamodb; install_model; install_s3; install_llm; install_swagger_ui; install_tools ;;
-  *) log "usage: install.sh [stack|llm|tools|build|all]"; exit 2 ;;
+  *) log "usage: install.sh [stack|llm|tools|build|loadtest|all]"; exit 2 ;;
 esac
 log "ok ($what) in $LOCAL"

@@ -6,6 +6,7 @@
 #   stack.sh down DIR                 stop whatever DIR's stack started (idempotent)
 #   stack.sh pg-up DIR [PORT]         start only a PostgreSQL instance in DIR (tests use this)
 #   stack.sh pg-stop DIR | pg-start DIR   stop / start again an instance made by pg-up
+#   stack.sh stop|start DIR postgres|dynamodb|s3   stop / start one part of a running stack
 #
 # DIR/env is a sourceable file with the connection settings (see README "Configuration").
 # Ports are free ones picked at start, unless --fixed-ports (make dev: 54329, 8000, 9000, 8081).
@@ -112,6 +113,39 @@ start_bg() { # DIR NAME LOG CMD...
   echo $! > "$dir/$name.pid"
 }
 
+# DynamoDB Local keeps its tables in memory, or (RAGBOT_DDB_PERSIST=1 at `up`, for the load
+# test's restarts) in DIR/ddb, so that a restart finds them again as AWS would.
+dynamodb_start() { # DIR
+  local dir=$1 port; port="$(cat "$dir/ddb-port")"
+  [ -f "$LOCAL/dynamodb/DynamoDBLocal.jar" ] || die "DynamoDB Local is not installed: run infra/local/install.sh"
+  local store=(-inMemory)
+  if [ -f "$dir/ddb-persist" ]; then mkdir -p "$dir/ddb"; store=(-dbPath "$dir/ddb"); fi
+  start_bg "$dir" dynamodb "$dir/dynamodb.log" java -Xms64m -Xmx512m \
+    -Djava.library.path="$LOCAL/dynamodb/DynamoDBLocal_lib" -jar "$LOCAL/dynamodb/DynamoDBLocal.jar" \
+    "${store[@]}" -sharedDb -port "$port"
+}
+
+s3_start() { # DIR
+  local dir=$1 port; port="$(cat "$dir/s3-port")"
+  [ -x "$LOCAL/s3s/bin/s3s-fs" ] || die "s3s-fs is not installed: run infra/local/install.sh"
+  mkdir -p "$dir/s3"
+  start_bg "$dir" s3 "$dir/s3.log" "$LOCAL/s3s/bin/s3s-fs" --host 127.0.0.1 --port "$port" \
+    --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" "$dir/s3"
+}
+
+# Stops / starts one part of a running stack (the load test's faults).
+svc() { # stop|start DIR postgres|dynamodb|s3
+  local action=$1 dir=$2 name=$3
+  case "$action:$name" in
+    stop:postgres) pg_stop "$dir" ;;
+    start:postgres) pg_start "$dir" ;;
+    stop:dynamodb|stop:s3) kill_pidfile "$dir/$name.pid" ;;
+    start:dynamodb) dynamodb_start "$dir"; wait_port "$(cat "$dir/ddb-port")" 60 "DynamoDB Local" ;;
+    start:s3) s3_start "$dir"; wait_port "$(cat "$dir/s3-port")" 20 s3s-fs ;;
+    *) die "usage: stack.sh stop|start DIR postgres|dynamodb|s3" ;;
+  esac
+}
+
 up() {
   local dir=$1 fixed=${2:-}
   mkdir -p "$dir"
@@ -122,15 +156,11 @@ up() {
 
   pg_up "$dir" "$pg_port"
 
-  [ -f "$LOCAL/dynamodb/DynamoDBLocal.jar" ] || die "DynamoDB Local is not installed: run infra/local/install.sh"
-  start_bg "$dir" dynamodb "$dir/dynamodb.log" java -Xms64m -Xmx512m \
-    -Djava.library.path="$LOCAL/dynamodb/DynamoDBLocal_lib" -jar "$LOCAL/dynamodb/DynamoDBLocal.jar" \
-    -inMemory -sharedDb -port "$ddb_port"
-
-  [ -x "$LOCAL/s3s/bin/s3s-fs" ] || die "s3s-fs is not installed: run infra/local/install.sh"
-  mkdir -p "$dir/s3"
-  start_bg "$dir" s3 "$dir/s3.log" "$LOCAL/s3s/bin/s3s-fs" --host 127.0.0.1 --port "$s3_port" \
-    --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" "$dir/s3"
+  [ "${RAGBOT_DDB_PERSIST:-0}" = 1 ] && touch "$dir/ddb-persist"
+  echo "$ddb_port" > "$dir/ddb-port"
+  echo "$s3_port" > "$dir/s3-port"
+  dynamodb_start "$dir"
+  s3_start "$dir"
 
   local llm_env=""
   if [ "${RAGBOT_NO_LLM:-0}" != 1 ]; then
@@ -208,6 +238,7 @@ case "$cmd" in
   up) up "$@" ;;
   down) down "$@" ;;
   pg-up) pg_up "$@"; log "PostgreSQL on :$(cat "$1/pg-port")" ;;
+  stop|start) svc "$cmd" "$@" ;;
   pg-stop) pg_stop "$@" ;;
   pg-start) pg_start "$@" ;;
   *) die "usage: stack.sh up DIR [--fixed-ports] | down DIR | pg-up DIR [PORT] | pg-stop DIR | pg-start DIR" ;;

@@ -113,6 +113,7 @@ impl AppState {
             documents_bucket: aws.documents_bucket.clone(),
             default_tenant: default_tenant.clone(),
             embed_batch: config.ingest.embed_batch,
+            max_file_bytes: config.ingest.max_file_bytes,
             jobs: config.ingest.jobs.clone(),
             dispatcher: config.ingest.job_function.clone().map(|function| {
                 Arc::new(LambdaDispatcher::new(aws.lambda.clone(), function))

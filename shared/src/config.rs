@@ -454,6 +454,9 @@ pub struct IngestSettings {
     /// The Lambda function that runs ingestion workers (`INGEST_JOB_FUNCTION`, else this
     /// function when running in Lambda); `None`: workers are tasks of this process.
     pub job_function: Option<String>,
+    /// The largest file ingested (`INGEST_MAX_FILE_BYTES`, 50 MiB): a presigned upload may not
+    /// declare more, and a bigger object put into the bucket is marked failed.
+    pub max_file_bytes: u64,
     /// How long the ingestion ledger's claim on one S3 write lasts unrenewed
     /// (`INGEST_CLAIM_LEASE_SECONDS`, 45; see [`crate::aws::LEDGER_LEASE`]).
     pub claim_lease: Duration,
@@ -637,6 +640,7 @@ impl Config {
             job_function: env
                 .string("INGEST_JOB_FUNCTION")
                 .or_else(|| env.string("AWS_LAMBDA_FUNCTION_NAME")),
+            max_file_bytes: env.parse_or("INGEST_MAX_FILE_BYTES", 50 * 1024 * 1024)?,
             claim_lease: Duration::from_secs(env.parse_or(
                 "INGEST_CLAIM_LEASE_SECONDS",
                 crate::aws::LEDGER_LEASE.as_secs(),

@@ -1017,3 +1017,175 @@ async fn no_named_prepared_statement_outlives_a_request() {
         "prepared statements left on the session: {left:?}"
     );
 }
+
+#[tokio::test]
+async fn a_presigned_upload_goes_straight_to_s3_and_its_notification_ingests_it() {
+    let app = app().await;
+    let t = app.token("admin", "acme", &["admin"]);
+    let bucket = app.state.aws.documents_bucket.clone();
+    let mut notifier = LocalNotifier::new(app.state.aws.s3.clone(), bucket.clone());
+    let body = format!(
+        "# Travel policy\n{}",
+        "Trains are booked for trips under six hours. ".repeat(40)
+    );
+
+    // Refused before anything is signed or stored: too large, or a type we do not read.
+    let r = app
+        .call(
+            "POST",
+            "/documents/uploads",
+            Some(&t),
+            Some(json!({"name": "huge.md", "size": 60u64 << 20})),
+        )
+        .await;
+    r.assert_status(StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("limit"));
+    let r = app
+        .call(
+            "POST",
+            "/documents/uploads",
+            Some(&t),
+            Some(json!({"name": "tool.exe", "size": 10})),
+        )
+        .await;
+    r.assert_status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let user = app.token("u", "acme", &["user"]);
+    app.call(
+        "POST",
+        "/documents/uploads",
+        Some(&user),
+        Some(json!({"name": "a.md", "size": 10})),
+    )
+    .await
+    .assert_status(StatusCode::FORBIDDEN);
+
+    let r = app
+        .call(
+            "POST",
+            "/documents/uploads",
+            Some(&t),
+            Some(json!({"name": "travel policy.md", "size": body.len()})),
+        )
+        .await;
+    r.assert_status(StatusCode::CREATED);
+    let ticket = r.json();
+    assert_eq!(ticket["key"], "tenants/acme/uploads/travel policy.md");
+    assert_eq!(ticket["upload"]["method"], "PUT");
+    let url = ticket["upload"]["url"].as_str().unwrap().to_string();
+    let headers = ticket["upload"]["headers"].as_object().unwrap().clone();
+    assert_eq!(headers["content-length"], body.len().to_string());
+    let status = app
+        .call(
+            "GET",
+            "/documents/uploads/travel%20policy.md",
+            Some(&t),
+            None,
+        )
+        .await;
+    status.assert_status(StatusCode::NOT_FOUND);
+    assert!(
+        notifier.poll().await.unwrap().is_empty(),
+        "nothing stored yet"
+    );
+
+    let http = reqwest::Client::new();
+    let put = |bytes: Vec<u8>| {
+        let mut req = http.put(&url).body(bytes);
+        for (k, v) in &headers {
+            if k != "content-length" {
+                req = req.header(k.as_str(), v.as_str().unwrap());
+            }
+        }
+        req.send()
+    };
+    // More bytes than signed for: S3 refuses the PUT.
+    let longer = format!("{body} and more");
+    let refused = put(longer.into_bytes()).await.unwrap();
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    assert!(notifier.poll().await.unwrap().is_empty(), "nothing stored");
+    // Exactly what was signed: stored, and the bucket's notification ingests it.
+    let stored = put(body.clone().into_bytes()).await.unwrap();
+    assert!(
+        stored.status().is_success(),
+        "{}",
+        stored.text().await.unwrap()
+    );
+    let results = poll_and_deliver(&app, &mut notifier).await;
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["result"], "ingested", "{results:?}");
+    let doc = app
+        .call(
+            "GET",
+            "/documents/uploads/travel%20policy.md",
+            Some(&t),
+            None,
+        )
+        .await;
+    doc.assert_status(StatusCode::OK);
+    assert_eq!(doc.json()["status"], "ready");
+    assert_eq!(doc.json()["title"], "Travel policy");
+    assert!(stored_text(&app, "tenants/acme/uploads/travel policy.md")
+        .await
+        .contains("six hours"));
+    // Another tenant cannot see it.
+    let other = app.token("admin", "globex", &["admin"]);
+    app.call(
+        "GET",
+        "/documents/uploads/travel%20policy.md",
+        Some(&other),
+        None,
+    )
+    .await
+    .assert_status(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn many_qa_pairs_go_to_the_workers_instead_of_the_request() {
+    let app = TestApp::spawn_with(Options {
+        env: HashMap::from([
+            ("EMBEDDING_PROVIDER".into(), "local".into()),
+            ("INGEST_JOB_THRESHOLD_CHUNKS".into(), "5".into()),
+        ]),
+        ..Default::default()
+    })
+    .await;
+    let t = app.token("admin", "acme", &["admin"]);
+    let pairs: Vec<Value> = (0..12)
+        .map(|i| json!({"question": format!("What is rule number {i}?"), "answer": format!("Rule {i} says to be kind.")}))
+        .collect();
+    let body = json!({"document_title": "Rules", "question_answer_data": pairs});
+    let r = app
+        .call("POST", "/embed/qa", Some(&t), Some(body.clone()))
+        .await;
+    r.assert_status(StatusCode::ACCEPTED);
+    let out = r.json();
+    assert_eq!(out["status"], "processing", "{out}");
+    assert!(out["job_id"].is_string());
+    let id = out["document_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = app
+            .call("GET", &format!("/documents/{id}"), Some(&t), None)
+            .await
+            .json();
+        if d["status"] == "ready" {
+            assert_eq!(d["chunk_count"], 12, "{d}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not embedded in time: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Each pair's question was embedded: the nearest chunk to a question is its answer.
+    let (text, _, _) = nearest(&app, "acme", "What is rule number 7?").await;
+    assert_eq!(text, "Rule 7 says to be kind.");
+    // The same pairs again: unchanged, nothing staged.
+    let again = app.call("POST", "/embed/qa", Some(&t), Some(body)).await;
+    again.assert_status(StatusCode::OK);
+    assert_eq!(again.json()["change"], "unchanged");
+}

@@ -5,6 +5,7 @@ mod backup;
 mod chat;
 mod deploy;
 mod embedding;
+mod fuzz;
 mod health;
 mod ingest;
 mod ingest_jobs;

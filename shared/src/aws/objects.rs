@@ -7,7 +7,7 @@ use aws_sdk_s3::{error::DisplayErrorContext, primitives::ByteStream};
 
 use super::{AwsClients, TTL_ATTRIBUTE};
 use crate::{
-    ingest::ports::{Claim, Ledger, Object, ObjectStore, PortError},
+    ingest::ports::{Claim, Ledger, Object, ObjectStore, PortError, PresignedPut},
     BoxFuture,
 };
 
@@ -110,6 +110,54 @@ impl ObjectStore for S3Objects {
                     ))
                 })?;
             Ok(())
+        })
+    }
+
+    fn presign_put<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        content_type: &'a str,
+        content_length: u64,
+        expires_in: Duration,
+    ) -> BoxFuture<'a, Result<PresignedPut, PortError>> {
+        Box::pin(async move {
+            let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+                .map_err(|e| PortError::object_store(format!("presigning {bucket}/{key}: {e}")))?;
+            let length = i64::try_from(content_length)
+                .map_err(|_| PortError::object_store("content length out of range"))?;
+            let request = self
+                .client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .content_type(content_type)
+                .content_length(length)
+                .presigned(config)
+                .await
+                .map_err(|e| {
+                    PortError::object_store(format!(
+                        "presigning S3 PutObject {bucket}/{key}: {}",
+                        DisplayErrorContext(&e)
+                    ))
+                })?;
+            let mut headers: std::collections::BTreeMap<String, String> = request
+                .headers()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                .collect();
+            headers
+                .entry("content-type".into())
+                .or_insert_with(|| content_type.to_string());
+            headers
+                .entry("content-length".into())
+                .or_insert_with(|| content_length.to_string());
+            Ok(PresignedPut {
+                method: "PUT",
+                url: request.uri().to_string(),
+                headers,
+                expires_at: chrono::Utc::now()
+                    + chrono::Duration::from_std(expires_in).unwrap_or_default(),
+            })
         })
     }
 

@@ -14,7 +14,11 @@ use uuid::Uuid;
 
 use super::{Admin, ApiError, ApiJson, ApiQuery, Authorized, ErrorEnvelope, Routes};
 use crate::{
-    ingest::{self, document::SourceFile, qa::QaBody, Change, IngestError, Outcome},
+    ingest::{
+        document::{SourceFile, UploadTicket},
+        qa::QaBody,
+        Change, IngestError, Outcome,
+    },
     store::documents::{self, Document, ListFilter},
     AppState,
 };
@@ -25,6 +29,7 @@ pub fn write_routes() -> Routes {
         .routes(routes!(embed_qa))
         .routes(routes!(embed_qa_legacy))
         .routes(routes!(upload_document))
+        .routes(routes!(create_upload))
         .routes(routes!(delete_document))
 }
 
@@ -33,6 +38,7 @@ pub fn read_routes() -> Routes {
     OpenApiRouter::new()
         .routes(routes!(list_documents))
         .routes(routes!(get_document))
+        .routes(routes!(upload_status))
 }
 
 impl From<IngestError> for ApiError {
@@ -40,6 +46,7 @@ impl From<IngestError> for ApiError {
         match e {
             IngestError::Invalid(m) => ApiError::unprocessable(m),
             IngestError::Unsupported(m) => ApiError::unsupported_media_type(m),
+            IngestError::TooLarge(m) => ApiError::payload_too_large(m),
             IngestError::NoEmbedder => {
                 ApiError::unavailable("this function has no embedding provider configured")
             }
@@ -67,11 +74,13 @@ fn outcome_response(outcome: Outcome) -> Response {
 
 /// Stores question/answer pairs as one document (one chunk per pair; the question is embedded).
 /// Re-sending identical pairs changes nothing; changed pairs replace the old ones atomically.
+/// More pairs than `INGEST_JOB_THRESHOLD_CHUNKS` are accepted with 202 and embedded by workers.
 #[utoipa::path(post, path = "/embed/qa", tag = "knowledge", request_body = QaBody,
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Document created", body = Outcome),
         (status = 200, description = "Document updated or unchanged", body = Outcome),
+        (status = 202, description = "Many pairs: accepted, status `processing`, embedded by background workers; poll GET /documents/{id}", body = Outcome),
         (status = 401, description = "Missing or invalid token", body = ErrorEnvelope),
         (status = 403, description = "Not an admin", body = ErrorEnvelope),
         (status = 415, description = "Not JSON", body = ErrorEnvelope),
@@ -82,8 +91,7 @@ async fn embed_qa(
     who: Authorized<Admin>,
     ApiJson(body): ApiJson<QaBody>,
 ) -> Result<Response, ApiError> {
-    let outcome =
-        ingest::qa::ingest(&state.store, state.embedder.as_deref(), &who.tenant, &body).await?;
+    let outcome = state.ingestor.ingest_qa(&who.tenant, &body).await?;
     Ok(outcome_response(outcome))
 }
 
@@ -216,6 +224,67 @@ fn multipart_error(status: StatusCode, text: String) -> ApiError {
 }
 
 /// A file name safe as the last segment of an S3 key.
+/// What a presigned upload will send.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "handbook.pdf", "size": 18874368, "content_type": "application/pdf"}))]
+pub struct UploadRequest {
+    /// File name (its extension picks the format when `content_type` does not).
+    pub name: String,
+    /// Exact size in bytes (the URL is signed for it); at most INGEST_MAX_FILE_BYTES.
+    pub size: u64,
+    pub content_type: Option<String>,
+}
+
+/// A presigned upload, for files larger than a request body may be (up to the ingestion limit,
+/// 50 MiB by default): answers a URL to PUT the file to (directly to S3, valid 15 minutes, signed
+/// for exactly `size` bytes). The bucket's notification ingests the file once it is there; poll
+/// `GET /documents/uploads/{name}` for the document. Nothing is stored by this call.
+#[utoipa::path(post, path = "/documents/uploads", tag = "knowledge", request_body = UploadRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "PUT the file to `upload.url` with `upload.headers`", body = UploadTicket),
+        (status = 413, description = "Larger than the ingestion limit", body = ErrorEnvelope),
+        (status = 415, description = "Unsupported type", body = ErrorEnvelope),
+        (status = 422, description = "A field is missing or invalid", body = ErrorEnvelope)))]
+async fn create_upload(
+    State(state): State<AppState>,
+    who: Authorized<Admin>,
+    ApiJson(body): ApiJson<UploadRequest>,
+) -> Result<Response, ApiError> {
+    let name = sanitize_name(&body.name);
+    let ticket = state
+        .ingestor
+        .presign_upload(&who.tenant, &name, body.size, body.content_type.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(ticket)).into_response())
+}
+
+/// The document a presigned upload became: 404 until its file has arrived and ingestion began;
+/// then the document as `GET /documents/{id}` shows it (`processing`, `ready` or `failed`).
+#[utoipa::path(get, path = "/documents/uploads/{name}", tag = "knowledge",
+    params(("name" = String, Path, description = "The upload's file name")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The document", body = Document),
+              (status = 404, description = "Not arrived (or not ingested) yet", body = ErrorEnvelope)))]
+async fn upload_status(
+    State(state): State<AppState>,
+    who: Authorized<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<Document>, ApiError> {
+    let name = sanitize_name(&name);
+    state
+        .ingestor
+        .uploaded(&who.tenant, &name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no document from the upload {name} yet: PUT the file to its upload URL; ingestion starts once it is stored"
+            ))
+        })
+}
+
 fn sanitize_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let clean: String = base

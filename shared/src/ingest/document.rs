@@ -14,7 +14,7 @@ use super::{
 use crate::{
     auth::Tenant,
     embedding::SharedEmbedder,
-    ingest::qa::QaPair,
+    ingest::qa::{QaBody, QaPair},
     parsing::{self, Format, ParseError},
     store::{
         documents::{self, NewChunk, NewDocument},
@@ -74,6 +74,8 @@ pub struct Ingestor {
     pub documents_bucket: String,
     pub default_tenant: Tenant,
     pub embed_batch: usize,
+    /// The largest file ingested (see `INGEST_MAX_FILE_BYTES`).
+    pub max_file_bytes: u64,
     /// When a document is large enough to be embedded by workers, and how many.
     pub jobs: super::jobs::JobSettings,
     /// Where workers run: `None` for tasks of this process.
@@ -93,6 +95,26 @@ impl From<PortError> for IngestError {
     fn from(e: PortError) -> Self {
         IngestError::Dependency(e)
     }
+}
+
+/// How long a presigned upload URL stays valid.
+pub const UPLOAD_URL_LIFETIME: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Where an uploaded file named `name` is kept: `tenants/<tenant>/uploads/<name>` (the same key
+/// a direct `POST /documents` upload of that name uses, so either way replaces the other).
+pub fn upload_key(tenant: &Tenant, name: &str) -> String {
+    format!("tenants/{tenant}/uploads/{name}")
+}
+
+/// What `POST /documents/uploads` answers.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UploadTicket {
+    /// Send the file this way; the signature covers the headers and the exact size.
+    pub upload: super::ports::PresignedPut,
+    /// Where the file goes in the documents bucket.
+    pub key: String,
+    /// The document's source key once ingested.
+    pub source_key: String,
 }
 
 /// What happened to one S3 event record.
@@ -239,7 +261,13 @@ impl Ingestor {
         };
         if chunks.len() > self.jobs.threshold_chunks {
             return self
-                .stage_job(src, &doc, &chunks, embedder.model_id(), existing.is_some())
+                .stage_job(
+                    &src.tenant,
+                    &doc,
+                    &chunks,
+                    embedder.model_id(),
+                    existing.is_some(),
+                )
                 .await;
         }
 
@@ -266,24 +294,120 @@ impl Ingestor {
         .await
     }
 
+    /// A presigned upload (`POST /documents/uploads`): checks the name's format and the declared
+    /// size against the ingestion limit, then signs a PUT of exactly that many bytes to
+    /// `tenants/<tenant>/uploads/<name>`, valid for [`UPLOAD_URL_LIFETIME`]. Nothing is stored
+    /// now; the bucket's S3 notification ingests the file once it is put there.
+    pub async fn presign_upload(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        size: u64,
+        content_type: Option<&str>,
+    ) -> Result<UploadTicket, IngestError> {
+        let format = Format::detect(content_type, name)?;
+        if size == 0 {
+            return Err(IngestError::Invalid("size must be at least 1 byte".into()));
+        }
+        if size > self.max_file_bytes {
+            return Err(IngestError::TooLarge(format!(
+                "the file is {size} bytes; the ingestion limit is {} bytes",
+                self.max_file_bytes
+            )));
+        }
+        let key = upload_key(tenant, name);
+        let mime = content_type.unwrap_or(format.mime());
+        let upload = self
+            .objects
+            .presign_put(
+                &self.documents_bucket,
+                &key,
+                mime,
+                size,
+                UPLOAD_URL_LIFETIME,
+            )
+            .await?;
+        Ok(UploadTicket {
+            upload,
+            source_key: format!("s3:{key}"),
+            key,
+        })
+    }
+
+    /// The document a presigned upload of `name` became, once its file has arrived.
+    pub async fn uploaded(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+    ) -> Result<Option<documents::Document>, IngestError> {
+        let key = upload_key(tenant, name);
+        let tx = self.store.begin(tenant).await?;
+        let found = documents::find_by_source_key(&tx, &format!("s3:{key}")).await?;
+        let doc = match found {
+            Some(stored) => {
+                let mut doc = documents::get(&tx, stored.id).await?;
+                if let Some(d) = doc.as_mut() {
+                    d.job = jobs::latest_for_document(&tx, stored.id).await?;
+                }
+                doc
+            }
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(doc)
+    }
+
+    /// Question/answer pairs (`POST /embed/qa`). Up to `jobs.threshold_chunks` pairs are embedded
+    /// within the request; more go the way of a large document (202, status `processing`, embedded
+    /// by workers), so that no request embeds for longer than API Gateway's 30 s allow.
+    pub async fn ingest_qa(&self, tenant: &Tenant, body: &QaBody) -> Result<Outcome, IngestError> {
+        if body.question_answer_data.len() <= self.jobs.threshold_chunks {
+            return super::qa::ingest(&self.store, self.embedder.as_deref(), tenant, body).await;
+        }
+        body.validate()?;
+        let embedder = self.embedder.clone().ok_or(IngestError::NoEmbedder)?;
+        let (doc, chunks) = super::qa::unembedded(body);
+        let existing = super::stored_version(&self.store, tenant, &doc.source_key).await?;
+        if let Some(stored) = &existing {
+            if stored.content_sha256 == doc.content_sha256 && stored.status == "ready" {
+                return Ok(Outcome {
+                    document_id: stored.id,
+                    title: doc.title.clone(),
+                    status: "ready",
+                    chunks: chunks.len(),
+                    change: Change::Unchanged,
+                    job_id: None,
+                });
+            }
+        }
+        self.stage_job(
+            tenant,
+            &doc,
+            &chunks,
+            embedder.model_id(),
+            existing.is_some(),
+        )
+        .await
+    }
+
     /// A large document: the document row (`processing`) and its chunks without embeddings are
     /// written in one transaction, then workers are started. Its previous chunks stay searchable
     /// until the workers swap the new ones in.
     async fn stage_job(
         &self,
-        src: &SourceFile,
+        tenant: &Tenant,
         doc: &NewDocument,
         chunks: &[NewChunk],
         model: &str,
         existed: bool,
     ) -> Result<Outcome, IngestError> {
-        let tx = self.store.begin_long(&src.tenant).await?;
+        let tx = self.store.begin_long(tenant).await?;
         let document_id = documents::upsert_document(&tx, doc, "processing").await?;
         let job_id = jobs::create(&tx, document_id, &doc.content_sha256, model, chunks).await?;
         tx.commit().await?;
         tracing::info!(%document_id, job = %job_id, chunks = chunks.len(), workers = self.jobs.workers_for(chunks.len()), "large document staged for its workers");
         let job = JobRef {
-            tenant: src.tenant.clone(),
+            tenant: tenant.clone(),
             job_id,
         };
         self.start_job(&job, chunks.len()).await?;
@@ -517,6 +641,13 @@ impl Ingestor {
             report.reason = Some("the object no longer exists".into());
             return Ok(());
         };
+        let too_large = (object.bytes.len() as u64 > self.max_file_bytes).then(|| {
+            format!(
+                "the file is {} bytes; the ingestion limit is {} bytes (INGEST_MAX_FILE_BYTES)",
+                object.bytes.len(),
+                self.max_file_bytes
+            )
+        });
         let sidecar = self
             .objects
             .get(bucket, &format!("{key}.metadata.json"))
@@ -532,7 +663,11 @@ impl Ingestor {
             title,
             metadata,
         };
-        match self.ingest_file(&src, object.bytes.clone(), None).await {
+        let outcome = match too_large {
+            Some(reason) => Err(IngestError::TooLarge(reason)),
+            None => self.ingest_file(&src, object.bytes.clone(), None).await,
+        };
+        match outcome {
             Ok(outcome) => {
                 report.result = if outcome.job_id.is_some() {
                     "processing"
@@ -547,7 +682,11 @@ impl Ingestor {
                 report.chunks = Some(outcome.chunks);
                 Ok(())
             }
-            Err(IngestError::Invalid(reason) | IngestError::Unsupported(reason)) => {
+            Err(
+                IngestError::Invalid(reason)
+                | IngestError::Unsupported(reason)
+                | IngestError::TooLarge(reason),
+            ) => {
                 tracing::warn!(key = %key, reason = %reason, "document rejected");
                 let id = self.record_failure(&src, &object.bytes, &reason).await?;
                 report.result = "failed".into();

@@ -33,6 +33,9 @@ pub enum IngestError {
     Unsupported(String),
     #[error("no embedding provider is configured in this function")]
     NoEmbedder,
+    /// The file is larger than the ingestion limit (413 on the API).
+    #[error("{0}")]
+    TooLarge(String),
     #[error(transparent)]
     Embedding(#[from] EmbeddingError),
     #[error(transparent)]

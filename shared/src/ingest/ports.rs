@@ -3,6 +3,16 @@
 
 use crate::BoxFuture;
 
+/// A presigned PUT: send the file to `url` with exactly these headers.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PresignedPut {
+    pub method: &'static str,
+    pub url: String,
+    /// Headers the PUT must carry as they are (they are part of the signature).
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Object {
     pub bytes: Vec<u8>,
@@ -75,6 +85,16 @@ pub trait ObjectStore: Send + Sync {
         content_type: &'a str,
     ) -> BoxFuture<'a, Result<(), PortError>>;
     fn delete<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), PortError>>;
+    /// A URL that lets its holder PUT exactly `content_length` bytes of `content_type` at
+    /// `bucket/key` until it expires (a presigned S3 PutObject).
+    fn presign_put<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        content_type: &'a str,
+        content_length: u64,
+        expires_in: std::time::Duration,
+    ) -> BoxFuture<'a, Result<PresignedPut, PortError>>;
     /// Whether the object exists now (HeadObject).
     fn exists<'a>(
         &'a self,

@@ -96,6 +96,34 @@ impl QaBody {
     }
 }
 
+/// The document and its chunks (one per pair, no embeddings yet) for a Q&A body.
+pub(crate) fn unembedded(body: &QaBody) -> (NewDocument, Vec<NewChunk>) {
+    let chunks = body
+        .question_answer_data
+        .iter()
+        .map(|p| NewChunk {
+            text: p.answer.trim().to_string(),
+            question: Some(p.question.trim().to_string()),
+            answer: Some(p.answer.trim().to_string()),
+            metadata: json!({}),
+            embedding: Vec::new(),
+            token_count: None,
+        })
+        .collect();
+    let doc = NewDocument {
+        title: body.document_title.trim().to_string(),
+        source: "qa",
+        source_key: body.source_key(),
+        s3_bucket: None,
+        s3_key: None,
+        s3_version: None,
+        content_sha256: body.content_sha256(),
+        mime: "application/json".into(),
+        metadata: json!({}),
+    };
+    (doc, chunks)
+}
+
 pub async fn ingest(
     store: &Store,
     embedder: Option<&dyn EmbeddingProvider>,
@@ -133,31 +161,11 @@ pub async fn ingest(
     for batch in questions.chunks(32) {
         vectors.extend(embedder.embed(batch).await?);
     }
-    let chunks: Vec<NewChunk> = body
-        .question_answer_data
-        .iter()
-        .zip(vectors)
-        .map(|(p, embedding)| NewChunk {
-            text: p.answer.trim().to_string(),
-            question: Some(p.question.trim().to_string()),
-            answer: Some(p.answer.trim().to_string()),
-            metadata: json!({}),
-            embedding,
-            token_count: None,
-        })
-        .collect();
-
-    let doc = NewDocument {
-        title: title.clone(),
-        source: "qa",
-        source_key,
-        s3_bucket: None,
-        s3_key: None,
-        s3_version: None,
-        content_sha256: sha,
-        mime: "application/json".into(),
-        metadata: json!({}),
-    };
+    let (doc, mut chunks) = unembedded(body);
+    crate::embedding::check_count(chunks.len(), vectors.len())?;
+    for (c, v) in chunks.iter_mut().zip(vectors) {
+        c.embedding = v;
+    }
     super::write_version(
         store,
         tenant,
