@@ -433,3 +433,123 @@ sys.modules["boto3"], sys.modules["cfnresponse"] = boto3, cfn
     assert_eq!(calls[0][1], "FAILED");
     assert!(calls[0][2].as_str().unwrap().contains("AccessDenied"));
 }
+
+/// Evaluates a condition of the template (`!Equals`, `!Not`, `!And`, `!Or`, `!Condition`, `!Ref`
+/// of a parameter) for the given parameter values (defaults for the rest).
+fn condition_holds(t: &Value, name: &str, params: &[(&str, &str)]) -> bool {
+    fn value(t: &Value, v: &Value, params: &[(&str, &str)]) -> String {
+        match v {
+            Value::Tagged(tagged) if tagged.tag == "Ref" => {
+                let p = tagged.value.as_str().unwrap();
+                params
+                    .iter()
+                    .find(|(k, _)| *k == p)
+                    .map(|(_, v)| v.to_string())
+                    .unwrap_or_else(|| match &t["Parameters"][p]["Default"] {
+                        Value::String(s) => s.clone(),
+                        other => format!("{other:?}"),
+                    })
+            }
+            Value::String(s) => s.clone(),
+            other => format!("{other:?}"),
+        }
+    }
+    fn eval(t: &Value, c: &Value, params: &[(&str, &str)]) -> bool {
+        let Value::Tagged(tagged) = c else {
+            panic!("not a condition: {c:?}")
+        };
+        let args = tagged.value.as_sequence();
+        match tagged.tag.to_string().trim_start_matches('!') {
+            "Equals" => {
+                let a = args.unwrap();
+                value(t, &a[0], params) == value(t, &a[1], params)
+            }
+            "Not" => !eval(t, &args.unwrap()[0], params),
+            "And" => args.unwrap().iter().all(|c| eval(t, c, params)),
+            "Or" => args.unwrap().iter().any(|c| eval(t, c, params)),
+            "Condition" => condition_holds(t, tagged.value.as_str().unwrap(), params),
+            other => panic!("unsupported condition function {other}"),
+        }
+    }
+    eval(t, &t["Conditions"][name], params)
+}
+
+/// The resources the template creates for these parameter values.
+fn resources_for(t: &Value, params: &[(&str, &str)]) -> BTreeSet<String> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| match r["Condition"].as_str() {
+            Some(c) => condition_holds(t, c, params),
+            None => true,
+        })
+        .map(|(k, _)| k.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn rds_proxy_is_an_option_and_without_it_the_functions_connect_to_aurora_directly() {
+    let t = template();
+    assert_eq!(
+        t["Parameters"]["DatabaseProxy"]["Default"].as_str(),
+        Some("false")
+    );
+    let proxy_parts = [
+        "RdsProxy",
+        "RdsProxyTargets",
+        "ProxyRole",
+        "ProxySecurityGroup",
+        "ProxyToDatabase",
+    ];
+    let default = resources_for(&t, &[]);
+    let with_proxy = resources_for(&t, &[("DatabaseProxy", "true")]);
+    for part in proxy_parts {
+        assert!(!default.contains(part), "{part} is created by default");
+        assert!(
+            with_proxy.contains(part),
+            "{part} is missing with DatabaseProxy=true"
+        );
+    }
+    // Everything else is the same either way.
+    let rest: BTreeSet<_> = with_proxy
+        .difference(&default)
+        .filter(|r| !proxy_parts.contains(&r.as_str()))
+        .collect();
+    assert!(rest.is_empty(), "{rest:?}");
+
+    // The connection settings follow the choice.
+    let env = &t["Globals"]["Function"]["Environment"]["Variables"];
+    let url = format!("{:?}", env["DATABASE_URL"]);
+    assert!(
+        url.contains("UseProxy") && url.contains("RdsProxy.Endpoint"),
+        "{url}"
+    );
+    assert!(url.contains("DatabaseCluster.Endpoint.Address"), "{url}");
+    assert_eq!(env["DATABASE_TLS"].as_str(), Some("require"));
+    let pool = format!("{:?}", env["DATABASE_POOL_SIZE"]);
+    assert!(
+        pool.contains("UseProxy") && pool.contains("\"1\""),
+        "{pool}"
+    );
+    // The functions reach Aurora directly; the proxy's rule only exists with the proxy.
+    let ingress = format!(
+        "{:?}",
+        t["Resources"]["DatabaseSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    );
+    assert!(ingress.contains("LambdaSecurityGroup"), "{ingress}");
+    assert!(ingress.contains("UseProxy"), "{ingress}");
+    assert_eq!(
+        t["Outputs"]["DatabaseProxyEndpoint"]["Condition"].as_str(),
+        Some("UseProxy")
+    );
+    // Sanity of the evaluator on another switch.
+    assert!(condition_holds(&t, "UseWorkers", &[]));
+    assert!(!condition_holds(
+        &t,
+        "UseWorkers",
+        &[("LargeDocumentWorkers", "false")]
+    ));
+    assert!(!condition_holds(&t, "HostedSignIn", &[]));
+    assert!(condition_holds(&t, "HostedSignIn", &[("WebPage", "true")]));
+}
