@@ -393,3 +393,106 @@ async fn every_transaction_has_a_statement_timeout_and_a_failed_begin_does_not_p
     assert_eq!(one, 1);
     tx.commit().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_first_request_while_the_database_comes_back_waits_for_it_or_gets_503_with_retry_after()
+{
+    let pg = PrivatePostgres::start();
+    let env = |retry_ms: &str| {
+        [
+            ("DATABASE_CONNECT_RETRY_MS", retry_ms),
+            ("DATABASE_CONNECT_TIMEOUT_MS", "1000"),
+            ("HEALTH_DEPENDENCY_TIMEOUT_MS", "1500"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    let patient = TestApp::spawn_with(Options {
+        admin_url: Some(pg.admin_url()),
+        env: env("20000"),
+        ..Default::default()
+    })
+    .await;
+    let hasty = TestApp::spawn_with(Options {
+        admin_url: Some(pg.admin_url()),
+        env: env("2000"),
+        database: Some(patient.db.clone()),
+    })
+    .await;
+    let t = patient.token("ops", "acme", &["admin"]);
+    patient
+        .call("GET", "/documents", Some(&t), None)
+        .await
+        .assert_status(StatusCode::OK);
+
+    // The database goes away, as Aurora does when it pauses; it is back 10 s after the request.
+    pg.stop();
+    let started = Instant::now();
+    let pg = std::sync::Arc::new(pg);
+    let restart = {
+        let pg = pg.clone();
+        tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_secs(10));
+            pg.start_again();
+        })
+    };
+    // Meanwhile a request whose retry budget is short gets a clear 503 saying when to retry.
+    let r = hasty.call("GET", "/documents", Some(&t), None).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    r.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.header("retry-after"), Some("5"));
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("starting"));
+    // The patient one waits for the database and answers, well inside API Gateway's 30 s.
+    let r = patient.call("GET", "/documents", Some(&t), None).await;
+    let took = started.elapsed();
+    r.assert_status(StatusCode::OK);
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(25),
+        "took {took:?}"
+    );
+    restart.await.unwrap();
+
+    // A database that holds connections without answering (resuming) makes readiness `starting`.
+    let pid = pg.postmaster_pid();
+    let admin = ragbot_tests::TestDb::connect(&pg.admin_url()).await;
+    admin
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'",
+        )
+        .await
+        .unwrap();
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    let ready = patient.get("/health/ready").await;
+    signal("-CONT");
+    ready.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    let body = ready.json();
+    assert_eq!(body["status"], "starting", "{body}");
+    assert_eq!(ready.header("retry-after"), Some("5"));
+    assert_eq!(body["checks"]["database"]["status"], "starting", "{body}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = patient.get("/health/ready").await;
+        if r.status == StatusCode::OK {
+            assert_eq!(r.json()["status"], "ready");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not ready again: {:?}", r.json());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

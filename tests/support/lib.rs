@@ -370,6 +370,18 @@ impl PrivatePostgres {
         self.stack(&["pg-stop"]);
     }
 
+    /// The postmaster's process id (to freeze it with SIGSTOP, as a database that holds new
+    /// connections without answering).
+    pub fn postmaster_pid(&self) -> String {
+        let home = std::fs::read_to_string(self.dir.join("pg-home")).expect("pg-home");
+        std::fs::read_to_string(std::path::Path::new(home.trim()).join("data/postmaster.pid"))
+            .expect("postmaster.pid")
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     pub fn start_again(&self) {
         self.stack(&["pg-start"]);
     }

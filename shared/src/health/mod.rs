@@ -16,6 +16,10 @@ use crate::{aws::AwsClients, embedding::EmbeddingProvider, store::Store, telemet
 pub enum ProbeStatus {
     #[serde(rename = "ok")]
     Ok,
+    /// Not answering yet for a reason that passes (a database resuming from 0 ACU refuses
+    /// connections for about 15 s): retry.
+    #[serde(rename = "starting")]
+    Starting,
     #[serde(rename = "unavailable")]
     Unavailable,
     #[serde(rename = "not configured")]
@@ -99,11 +103,21 @@ pub async fn check_database(
             error: None,
         },
         Ok(Ok(None)) => down(latency_ms, "the health query returned no row".into()),
+        // PostgreSQL's own "the database system is starting up".
+        Ok(Err(e)) if is_starting_up(&e) => DatabaseHealth {
+            status: ProbeStatus::Starting,
+            ..down(latency_ms, e.to_string())
+        },
         Ok(Err(e)) => down(latency_ms, e.to_string()),
-        Err(_) => down(
-            latency_ms,
-            format!("no answer within {} ms", timeout.as_millis()),
-        ),
+        // A database that holds the connection without answering is resuming (Aurora from 0 ACU)
+        // or overloaded; either way it is worth retrying.
+        Err(_) => DatabaseHealth {
+            status: ProbeStatus::Starting,
+            ..down(
+                latency_ms,
+                format!("no answer within {} ms", timeout.as_millis()),
+            )
+        },
     };
     if !health.is_ok() {
         tracing::warn!(
@@ -163,6 +177,17 @@ impl AiServices {
     }
 }
 
+/// PostgreSQL's "the database system is starting up" (57P03), or a connection attempt that
+/// timed out: the server holds it without answering, as Aurora does while it resumes from 0 ACU.
+/// A refused connection or a refused password is `unavailable`.
+fn is_starting_up(e: &crate::store::StoreError) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    // Connection errors reach here as text (see `StoreError::from`).
+    ["57p03", "starting up", "not yet accepting", "timed out", "timeout"]
+        .iter()
+        .any(|needle| text.contains(needle))
+}
+
 fn down(latency_ms: f64, error: String) -> DatabaseHealth {
     DatabaseHealth {
         status: ProbeStatus::Unavailable,
@@ -185,7 +210,8 @@ pub struct Check {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
-    /// "ready" when every configured dependency answers, else "not_ready".
+    /// "ready" when every configured dependency answers; "starting" when one is still coming up
+    /// (the database resuming) and none is down; else "not_ready".
     pub status: &'static str,
     pub checks: BTreeMap<&'static str, Check>,
 }
@@ -204,12 +230,14 @@ pub async fn check_readiness(
     timeout: Duration,
 ) -> Readiness {
     let (db, s3, ddb, emb) = tokio::join!(
-        timed(timeout, async {
-            check_database(store, timeout, timeout)
-                .await
-                .error
-                .map_or(Ok(()), Err)
-        }),
+        async {
+            let h = check_database(store, timeout, timeout).await;
+            Check {
+                status: h.status,
+                latency_ms: Some(h.latency_ms),
+                error: h.error,
+            }
+        },
         timed(timeout, async {
             aws.ping_s3().await.map_err(|e| e.to_string())
         }),
@@ -245,11 +273,16 @@ pub async fn check_readiness(
     checks.insert("s3", s3);
     checks.insert("dynamodb", ddb);
     checks.insert("embedder", emb);
-    let ready = checks
+    let down = checks
         .values()
-        .all(|c| c.status != ProbeStatus::Unavailable);
+        .any(|c| c.status == ProbeStatus::Unavailable);
+    let starting = checks.values().any(|c| c.status == ProbeStatus::Starting);
     Readiness {
-        status: if ready { "ready" } else { "not_ready" },
+        status: match (down, starting) {
+            (true, _) => "not_ready",
+            (false, true) => "starting",
+            (false, false) => "ready",
+        },
         checks,
     }
 }
@@ -424,7 +457,7 @@ pub async fn check_ai_services(
 fn service_status(s: ProbeStatus) -> ServiceStatus {
     match s {
         ProbeStatus::Ok => ServiceStatus::Available,
-        ProbeStatus::Unavailable => ServiceStatus::Unavailable,
+        ProbeStatus::Unavailable | ProbeStatus::Starting => ServiceStatus::Unavailable,
         ProbeStatus::NotConfigured => ServiceStatus::NotConfigured,
     }
 }

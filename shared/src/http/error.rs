@@ -102,10 +102,19 @@ impl ApiError {
     }
 }
 
+/// What a client is told to wait when the database did not answer in time: Aurora Serverless
+/// resuming from 0 ACU takes about 15 s, part of which the request already spent retrying.
+pub const DATABASE_RETRY_AFTER_SECONDS: u64 = 5;
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         if e.is_transient() {
-            ApiError::unavailable("the database is unavailable; retry shortly").caused_by(e)
+            let mut api = ApiError::unavailable(
+                "the database is unavailable or still starting (a paused database takes about 15 s to resume); retry shortly",
+            )
+            .caused_by(e);
+            api.retry_after = Some(DATABASE_RETRY_AFTER_SECONDS);
+            api
         } else {
             ApiError::internal().caused_by(e)
         }

@@ -65,14 +65,15 @@ async fn database(State(state): State<AppState>, parts: Parts) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    no_store(status, Json(report))
+    let starting = report.status == health::ProbeStatus::Starting;
+    retry_after_if_starting(no_store(status, Json(report)), starting)
 }
 
 /// Every dependency (database, S3, DynamoDB, embedder) with status and latency; errors for
 /// callers with an admin token.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses((status = 200, description = "Every dependency is ready", body = health::Readiness),
-              (status = 503, description = "At least one dependency is not ready", body = health::Readiness)))]
+              (status = 503, description = "At least one dependency is not ready (`not_ready`), or the database is still starting (`starting`, with `Retry-After`)", body = health::Readiness)))]
 async fn readiness(State(state): State<AppState>, parts: Parts) -> Response {
     let report = health::check_readiness(
         &state.store,
@@ -91,9 +92,21 @@ async fn readiness(State(state): State<AppState>, parts: Parts) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    no_store(status, Json(report))
+    let starting = report.status == "starting";
+    retry_after_if_starting(no_store(status, Json(report)), starting)
 }
 
 fn no_store(status: StatusCode, body: impl IntoResponse) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], body).into_response()
+}
+
+/// A 503 for a dependency that is still starting says when to ask again.
+fn retry_after_if_starting(mut response: Response, starting: bool) -> Response {
+    if starting {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            super::error::DATABASE_RETRY_AFTER_SECONDS.into(),
+        );
+    }
+    response
 }
