@@ -115,10 +115,21 @@ impl AppState {
             embed_batch: config.ingest.embed_batch,
             max_file_bytes: config.ingest.max_file_bytes,
             jobs: config.ingest.jobs.clone(),
-            dispatcher: config.ingest.job_function.clone().map(|function| {
-                Arc::new(LambdaDispatcher::new(aws.lambda.clone(), function))
-                    as crate::ingest::jobs::SharedDispatcher
-            }),
+            // Job objects in the jobs bucket when there is one; else the Lambda API; else (the
+            // dev server, the CLI) tasks of this process.
+            dispatcher: match (&aws.job_bucket, &config.ingest.job_function) {
+                (Some(bucket), _) => Some(Arc::new(crate::aws::S3JobDispatcher::new(
+                    aws.s3.clone(),
+                    bucket.clone(),
+                ))
+                    as crate::ingest::jobs::SharedDispatcher),
+                (None, Some(function)) => Some(Arc::new(LambdaDispatcher::new(
+                    aws.lambda.clone(),
+                    function.clone(),
+                ))
+                    as crate::ingest::jobs::SharedDispatcher),
+                (None, None) => None,
+            },
         });
         let llm = llm::from_settings(&config.llm, embedder.clone()).await?;
         let chat = Arc::new(Chat::new(ChatDeps {

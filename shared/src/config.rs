@@ -149,6 +149,9 @@ pub struct AwsSettings {
     /// (`FAILED_EVENTS_BUCKET`; the stack's on-failure destination). Read by `ragbot
     /// replay-failed`, written by the dev server; `None` in AWS functions, where Lambda writes it.
     pub failed_events_bucket: Option<String>,
+    /// The jobs bucket (`INGEST_JOB_BUCKET`): workers of large documents are started by a job
+    /// object put there, whose notification invokes the embed function (no Lambda API endpoint).
+    pub job_bucket: Option<String>,
     /// Create the buckets and the state table when missing (local stack only).
     pub create_local_resources: bool,
     /// Bounds on each AWS call, retries included (`AWS_S3_TIMEOUT_MS` 30 s, `AWS_DYNAMODB_TIMEOUT_MS`
@@ -578,6 +581,7 @@ impl Config {
             failed_events_bucket: env
                 .string("FAILED_EVENTS_BUCKET")
                 .or_else(|| local.then(|| "ragbot-failed-events".to_string())),
+            job_bucket: env.string("INGEST_JOB_BUCKET"),
             create_local_resources: env.parse_or("RAGBOT_CREATE_LOCAL_RESOURCES", false)?,
             s3_timeout: env.millis_or("AWS_S3_TIMEOUT_MS", 30_000)?,
             dynamodb_timeout: env.millis_or("AWS_DYNAMODB_TIMEOUT_MS", 3_000)?,

@@ -105,6 +105,11 @@ pub async fn dispatch(
         if triggers != Triggers::S3 {
             return Err(refuse("S3 events", triggers));
         }
+        if let Some(jobs) = state.aws.job_bucket.as_deref() {
+            if s3_event_bucket(&event) == Some(jobs) {
+                return job_object_workers(state, jobs, &event, &context).await;
+            }
+        }
         return dispatch_s3(&state.ingestor, event).await;
     }
     if is_scheduled_event(&event) {
@@ -152,6 +157,47 @@ pub async fn dispatch_s3(ingestor: &Ingestor, event: Value) -> Result<Value, Err
         Box::new(e) as Error
     })?;
     Ok(json!({ "records": reports }))
+}
+
+/// The bucket of an S3 notification's first record.
+fn s3_event_bucket(event: &Value) -> Option<&str> {
+    event
+        .pointer("/Records/0/s3/bucket/name")
+        .and_then(Value::as_str)
+}
+
+/// Workers started by job objects (see [`crate::aws::S3JobDispatcher`]): each record's object holds
+/// a worker event. The object is deleted once its worker has run; a failure fails the invocation,
+/// so Lambda retries it (and keeps it in the failed-events bucket after two retries).
+async fn job_object_workers(
+    state: &AppState,
+    bucket: &str,
+    event: &Value,
+    context: &Context,
+) -> Result<Value, Error> {
+    let s3: aws_lambda_events::s3::S3Event = serde_json::from_value(event.clone())?;
+    let mut runs = Vec::new();
+    for record in &s3.records {
+        if !record
+            .event_name
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("ObjectCreated")
+        {
+            continue;
+        }
+        let key =
+            crate::ingest::document::decode_s3_key(record.s3.object.key.as_deref().unwrap_or(""));
+        let Some(job) = crate::aws::read_job_object(&state.aws.s3, bucket, &key).await? else {
+            // Gone: a redelivery of a worker that already ran.
+            runs.push(json!({"key": key, "result": "already_done"}));
+            continue;
+        };
+        let run = ingest_job_worker(&state.ingestor, &job, context).await?;
+        crate::aws::delete_job_object(&state.aws.s3, bucket, &key).await?;
+        runs.push(json!({"key": key, "run": run}));
+    }
+    Ok(json!({ "workers": runs }))
 }
 
 /// How Lambda retries a failed asynchronous invocation: twice more, about one and then two minutes

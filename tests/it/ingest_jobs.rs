@@ -582,3 +582,91 @@ async fn a_job_whose_workers_died_is_reported_stalled_and_restarted() {
     let after = ragbot::lambda::restart_stalled(&ingestor).await.unwrap();
     assert_eq!(after["restarted"], json!([]));
 }
+
+#[tokio::test]
+async fn workers_can_be_started_by_job_objects_in_s3_without_the_lambda_api() {
+    let jobs_bucket = format!("jobs-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let app = TestApp::spawn_with(Options {
+        env: job_env(&[("INGEST_JOB_BUCKET", jobs_bucket.as_str())]),
+        ..Default::default()
+    })
+    .await;
+    let t = app.token("admin", "acme", &["admin"]);
+    let r = upload(&app, &t, "handbook.md", handbook("first", 12, "")).await;
+    assert_eq!(r["status"], "processing", "{r}");
+    let doc = r["document_id"].as_str().unwrap().to_string();
+
+    // The upload wrote one job object (12 chunks: one worker) instead of calling Lambda.
+    let s3 = &app.state.aws.s3;
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&jobs_bucket)
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(
+        keys[0].starts_with(&format!("jobs/acme/{}/", r["job_id"].as_str().unwrap())),
+        "{keys:?}"
+    );
+    let d = app
+        .call("GET", &format!("/documents/{doc}"), Some(&t), None)
+        .await
+        .json();
+    assert_eq!(
+        d["status"], "processing",
+        "nothing runs until the object's notification: {d}"
+    );
+
+    // The bucket's notification invokes the embed function: the worker runs the job to its end.
+    let event = ragbot::aws::notify_local::s3_event(
+        "ObjectCreated:Put",
+        &jobs_bucket,
+        &keys[0],
+        Some("e"),
+        80,
+    );
+    let out = dispatch(
+        app.router.clone(),
+        &app.state,
+        Triggers::S3,
+        event.clone(),
+        Default::default(),
+    )
+    .await
+    .expect("the worker runs");
+    assert!(
+        out["workers"][0]["run"]["result"]
+            .as_str()
+            .unwrap()
+            .contains("Finished"),
+        "{out}"
+    );
+    let d = wait_for(&app, &t, &doc, |d| d["status"] == "ready").await;
+    assert_eq!(d["chunk_count"], r["chunks"], "{d}");
+    // Its object is gone; a redelivered notification finds nothing to do.
+    assert_eq!(
+        s3.list_objects_v2()
+            .bucket(&jobs_bucket)
+            .send()
+            .await
+            .unwrap()
+            .key_count(),
+        Some(0)
+    );
+    let again = dispatch(
+        app.router.clone(),
+        &app.state,
+        Triggers::S3,
+        event,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again["workers"][0]["result"], "already_done", "{again}");
+}

@@ -553,3 +553,35 @@ fn rds_proxy_is_an_option_and_without_it_the_functions_connect_to_aurora_directl
     assert!(!condition_holds(&t, "HostedSignIn", &[]));
     assert!(condition_holds(&t, "HostedSignIn", &[("WebPage", "true")]));
 }
+
+#[test]
+fn workers_start_through_a_jobs_bucket_so_no_interface_endpoint_is_needed_by_default() {
+    let t = template();
+    let default = resources_for(&t, &[]);
+    // Only gateway endpoints (free) by default: S3 and DynamoDB.
+    let interface: Vec<&String> = default
+        .iter()
+        .filter(|r| {
+            t["Resources"][r.as_str()]["Type"].as_str() == Some("AWS::EC2::VPCEndpoint")
+                && t["Resources"][r.as_str()]["Properties"]["VpcEndpointType"].as_str()
+                    == Some("Interface")
+        })
+        .collect();
+    assert!(
+        interface.is_empty(),
+        "interface endpoints by default: {interface:?}"
+    );
+    assert!(!default.iter().any(|r| r.contains("NatGateway")));
+    let embed = &t["Resources"]["EmbedFunction"]["Properties"];
+    assert!(format!(
+        "{:?}",
+        embed["Environment"]["Variables"]["INGEST_JOB_BUCKET"]
+    )
+    .contains("JobsBucket"));
+    assert_eq!(embed["RecursiveLoop"].as_str(), Some("Allow"));
+    let started = &embed["Events"]["WorkerStarted"];
+    assert_eq!(started["Type"].as_str(), Some("S3"));
+    assert!(format!("{:?}", started["Properties"]["Bucket"]).contains("JobsBucket"));
+    assert!(!format!("{:?}", embed["Policies"]).contains("lambda:InvokeFunction"));
+    assert!(default.contains("JobsBucket"));
+}

@@ -1,7 +1,12 @@
-//! Ingestion workers on Lambda: asynchronous invocations (`InvocationType::Event`) of the embed
-//! function itself with `{"action": "ingest_job", "tenant": …, "job_id": …}`. Lambda queues them,
-//! runs them in parallel, and retries a failed one twice. Not S3 or SQS round trips: a function
-//! writing to the bucket that triggers it is the loop Lambda's recursion detection stops.
+//! Ingestion workers on Lambda, started one of two ways, both asynchronous invocations of the
+//! embed function that Lambda queues, runs in parallel and retries twice:
+//! - [`S3JobDispatcher`] (the stack's default): a job object in the jobs bucket, whose S3
+//!   notification invokes the function. From private subnets it needs only the free S3 gateway
+//!   endpoint. A function writing to a bucket that triggers it is what Lambda's recursive loop
+//!   detection stops after 16 hops, so the stack sets the embed function's `RecursiveLoop: Allow`;
+//!   a job's chain ends when the job does (and a stalled job is restarted by an operator).
+//! - [`LambdaDispatcher`]: `{"action": "ingest_job", "tenant": …, "job_id": …}` through the Lambda
+//!   API (an interface endpoint in private subnets, ≈ USD 14.60/month).
 
 use aws_sdk_lambda::{primitives::Blob, types::InvocationType};
 use serde_json::json;
@@ -14,6 +19,75 @@ use crate::{
 
 /// The `action` of a worker invocation.
 pub const INGEST_JOB_ACTION: &str = "ingest_job";
+/// Where job objects go in the jobs bucket: `jobs/<tenant>/<job id>/<uuid>.json`.
+pub const JOB_OBJECT_PREFIX: &str = "jobs/";
+
+/// Starts workers by putting one job object per worker into the jobs bucket.
+pub struct S3JobDispatcher {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3JobDispatcher {
+    pub fn new(s3: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        S3JobDispatcher {
+            s3,
+            bucket: bucket.into(),
+        }
+    }
+}
+
+impl JobDispatcher for S3JobDispatcher {
+    fn dispatch<'a>(
+        &'a self,
+        job: &'a JobRef,
+        workers: usize,
+    ) -> BoxFuture<'a, Result<(), PortError>> {
+        Box::pin(async move {
+            let body = job_event(job).to_string().into_bytes();
+            for _ in 0..workers {
+                let key = format!(
+                    "{JOB_OBJECT_PREFIX}{}/{}/{}.json",
+                    job.tenant,
+                    job.job_id,
+                    uuid::Uuid::new_v4()
+                );
+                self.s3
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .content_type("application/json")
+                    .body(aws_sdk_s3::primitives::ByteStream::from(body.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        PortError::workers(AwsError::sdk("s3", "PutObject", e).to_string())
+                    })?;
+            }
+            tracing::info!(job = %job.job_id, workers, bucket = %self.bucket, "ingestion workers started (job objects)");
+            Ok(())
+        })
+    }
+}
+
+/// Reads a job object (what [`S3JobDispatcher`] wrote): the worker event it holds.
+pub async fn read_job_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<serde_json::Value>, AwsError> {
+    let out = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => o,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        Err(e) => return Err(AwsError::sdk("s3", "GetObject", e)),
+    };
+    let bytes = out.body.collect().await.map_err(|e| AwsError {
+        service: "s3",
+        operation: "GetObject",
+        message: format!("reading {key}: {e}"),
+    })?;
+    Ok(serde_json::from_slice(&bytes.into_bytes()).ok())
+}
 /// The `action` of a direct invocation that starts a worker again for every stalled job.
 pub const RESTART_STALLED_ACTION: &str = "restart_stalled";
 
@@ -96,4 +170,19 @@ impl JobDispatcher for LambdaDispatcher {
             Ok(())
         })
     }
+}
+
+/// Deletes a job object once its worker has run.
+pub async fn delete_job_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<(), AwsError> {
+    s3.delete_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("s3", "DeleteObject", e))?;
+    Ok(())
 }

@@ -15,7 +15,10 @@ mod ratelimit;
 pub use bedrock::{BedrockEmbedder, BedrockSettings, TITAN_V2_DIMENSIONS};
 pub use chat_state::{DynamoAnswerCache, DynamoTokenBudget};
 pub use converse::BedrockChat;
-pub use invoke::{invoke, job_event, LambdaDispatcher, INGEST_JOB_ACTION, RESTART_STALLED_ACTION};
+pub use invoke::{
+    delete_job_object, invoke, job_event, read_job_object, LambdaDispatcher, S3JobDispatcher,
+    INGEST_JOB_ACTION, JOB_OBJECT_PREFIX, RESTART_STALLED_ACTION,
+};
 pub use objects::{DynamoLedger, S3Objects, LEDGER_LEASE};
 pub use ratelimit::DynamoRateLimiter;
 
@@ -79,6 +82,7 @@ pub struct AwsClients {
     pub backups_bucket: String,
     pub state_table: String,
     pub failed_events_bucket: Option<String>,
+    pub job_bucket: Option<String>,
 }
 
 impl AwsClients {
@@ -117,6 +121,7 @@ impl AwsClients {
             backups_bucket: cfg.backups_bucket.clone(),
             state_table: cfg.state_table.clone(),
             failed_events_bucket: cfg.failed_events_bucket.clone(),
+            job_bucket: cfg.job_bucket.clone(),
         }
     }
 
@@ -156,7 +161,8 @@ impl AwsClients {
     pub async fn ensure_local_resources(&self) -> Result<(), AwsError> {
         let buckets = [&self.documents_bucket, &self.backups_bucket]
             .into_iter()
-            .chain(self.failed_events_bucket.as_ref());
+            .chain(self.failed_events_bucket.as_ref())
+            .chain(self.job_bucket.as_ref());
         for bucket in buckets {
             if self.s3.head_bucket().bucket(bucket).send().await.is_ok() {
                 continue;

@@ -183,9 +183,15 @@ impl AiServices {
 fn is_starting_up(e: &crate::store::StoreError) -> bool {
     let text = e.to_string().to_ascii_lowercase();
     // Connection errors reach here as text (see `StoreError::from`).
-    ["57p03", "starting up", "not yet accepting", "timed out", "timeout"]
-        .iter()
-        .any(|needle| text.contains(needle))
+    [
+        "57p03",
+        "starting up",
+        "not yet accepting",
+        "timed out",
+        "timeout",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 fn down(latency_ms: f64, error: String) -> DatabaseHealth {
