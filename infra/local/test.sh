@@ -17,4 +17,11 @@ bash infra/local/stack.sh up "$STACK"
 export RAGBOT_ENV=test
 export EMBEDDING_MODEL_DIR="$ROOT/.local/models/all-MiniLM-L6-v2"
 export RAGBOT_REFERENCE_DIR="${RAGBOT_REFERENCE_DIR:-$ROOT/../shared/reference}"
-cargo test --workspace --no-fail-fast "$@"
+# The whole run's counts, from every test binary's "test result:" line (also .ci/run's last line).
+LOG="$ROOT/target/test-output/cargo-test.log"
+mkdir -p "$(dirname "$LOG")"
+status=0
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$LOG" || status=$?
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$LOG" \
+  | tee "$ROOT/target/test-output/summary"
+exit "$status"
