@@ -5,13 +5,17 @@ use std::time::Duration;
 
 /// 250 ms, 500 ms, 1 s, 2 s, … (capped at 16 s) plus up to 25 % jitter.
 pub fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(250) * 2u32.saturating_pow(attempt.min(6));
-    // Cheap jitter without a RNG dependency: sub-microsecond clock noise.
+    with_jitter(Duration::from_millis(250) * 2u32.saturating_pow(attempt.min(6)))
+}
+
+/// `d` plus up to a quarter of it, so that clients retrying together spread out. Cheap jitter
+/// without a RNG dependency: sub-microsecond clock noise.
+pub fn with_jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|t| t.subsec_nanos())
         .unwrap_or(0);
-    base + base / 4 * (nanos % 1000) / 1000
+    d + d / 4 * (nanos % 1000) / 1000
 }
 
 /// A `Retry-After` header in seconds (the HTTP-date form is not used by the providers we talk to).

@@ -49,7 +49,6 @@ where
 pub enum Unit {
     Milliseconds,
     Count,
-    Bytes,
 }
 
 impl Unit {
@@ -57,7 +56,6 @@ impl Unit {
         match self {
             Unit::Milliseconds => "Milliseconds",
             Unit::Count => "Count",
-            Unit::Bytes => "Bytes",
         }
     }
 }

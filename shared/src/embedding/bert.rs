@@ -268,10 +268,6 @@ impl Bert {
         })
     }
 
-    pub fn hidden_size(&self) -> usize {
-        self.hidden
-    }
-
     /// Mean-pooled, L2-normalised sentence embeddings, one per text.
     pub fn embed(&self, texts: &[Tokens<'_>]) -> Result<Vec<Vec<f32>>, String> {
         let x = self.encode(texts)?;

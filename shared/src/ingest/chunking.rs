@@ -74,10 +74,6 @@ impl Chunker {
         })
     }
 
-    pub fn count_tokens(&self, text: &str) -> usize {
-        self.sizer.size(text)
-    }
-
     pub fn chunk(&self, parsed: &Parsed) -> Result<Vec<Draft>, String> {
         let config = || {
             ChunkConfig::new(self.max_tokens)

@@ -68,7 +68,7 @@ impl Store {
                         return Err(err);
                     }
                     tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "database connection failed, retrying");
-                    tokio::time::sleep(delay + jitter(delay)).await;
+                    tokio::time::sleep(crate::retry::with_jitter(delay)).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
             }
@@ -76,14 +76,6 @@ impl Store {
     }
 }
 
-fn jitter(d: Duration) -> Duration {
-    // Cheap jitter without a RNG dependency: sub-millisecond clock noise scaled to a quarter of d.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or(0);
-    d / 4 * (nanos % 1000) / 1000
-}
 
 fn pg_config(cfg: &DatabaseConfig) -> Result<tokio_postgres::Config, StoreError> {
     let mut pg = tokio_postgres::Config::from_str(&cfg.url)
@@ -171,7 +163,7 @@ pub async fn connect_once(cfg: &DatabaseConfig) -> Result<tokio_postgres::Client
                     });
                 }
                 tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "database not reachable yet, retrying");
-                tokio::time::sleep(delay + jitter(delay)).await;
+                tokio::time::sleep(crate::retry::with_jitter(delay)).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
