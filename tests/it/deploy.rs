@@ -174,87 +174,78 @@ async fn the_set_up_waits_for_a_database_that_is_still_starting() {
     assert!(started.elapsed() >= std::time::Duration::from_secs(4));
 }
 
-/// A CA and a server certificate for localhost / 127.0.0.1 signed by it (openssl), in `dir`.
+/// Runs openssl in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-made CA (`<name>-ca.crt` / `.key`) in `dir`.
 fn make_ca(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     let key = format!("{name}-ca.key");
     let crt = format!("{name}-ca.crt");
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        &format!("/CN={name} test CA"),
-        "-keyout",
-        &key,
-        "-out",
-        &crt,
-    ]);
+    let subject = format!("/CN={name} test CA");
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subject,
+            "-keyout", &key, "-out", &crt,
+        ],
+    );
     dir.join(crt)
 }
 
+/// `server.crt` / `server.key` for localhost and 127.0.0.1, signed by the CA `ca`.
 fn sign_server_cert(dir: &std::path::Path, ca: &str) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     std::fs::write(
         dir.join("san.ext"),
         "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
     )
     .unwrap();
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        &format!("{ca}-ca.crt"),
-        "-CAkey",
-        &format!("{ca}-ca.key"),
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.crt",
-    ]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    let (ca_crt, ca_key) = (format!("{ca}-ca.crt"), format!("{ca}-ca.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
 }
 
 /// Debian's PostgreSQL (the pgserver wheel's is built without SSL) serving TLS with the given

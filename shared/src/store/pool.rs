@@ -76,7 +76,6 @@ impl Store {
     }
 }
 
-
 fn pg_config(cfg: &DatabaseConfig) -> Result<tokio_postgres::Config, StoreError> {
     let mut pg = tokio_postgres::Config::from_str(&cfg.url)
         .map_err(|e| StoreError::Config(format!("DATABASE_URL: {e}")))?;
