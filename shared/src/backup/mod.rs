@@ -18,10 +18,9 @@ use std::io::{BufRead, BufReader, Write};
 
 use chrono::{DateTime, Utc};
 use flate2::{read::GzDecoder, write::GzEncoder, Compression};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio_postgres::types::{ToSql, Type};
 use utoipa::ToSchema;
 
 use crate::{
@@ -30,41 +29,16 @@ use crate::{
         ports::{ObjectStore, PortError},
         sha256_hex,
     },
-    store::{Store, StoreError, TenantTx},
+    store::{
+        backup::{self as sql, Table, TABLES},
+        Store, StoreError, TenantTx,
+    },
 };
 
 pub const FORMAT: &str = "ragbot-backup/1";
 
 /// Rows per INSERT when restoring.
 const RESTORE_BATCH: usize = 200;
-
-/// A table in a backup: its columns (all but the tenant and generated ones) in restore order.
-struct Table {
-    name: &'static str,
-    columns: &'static str,
-}
-
-const TABLES: [Table; 4] = [
-    Table {
-        name: "documents",
-        columns: "id, title, source, source_key, s3_bucket, s3_key, s3_version, content_sha256, \
-                  mime, status, failure_reason, metadata, chunk_count, created_at, updated_at",
-    },
-    Table {
-        name: "chunks",
-        columns: "id, document_id, ordinal, text, question, answer, metadata, embedding, \
-                  embedding_model, token_count, created_at",
-    },
-    Table {
-        name: "conversations",
-        columns: "id, subject, title, created_at, updated_at",
-    },
-    Table {
-        name: "messages",
-        columns: "id, conversation_id, role, content, citations, provider, model, latency_ms, \
-                  prompt_tokens, completion_tokens, created_at",
-    },
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -205,15 +179,7 @@ impl Backups<'_> {
     /// Backs up every tenant that has data (the scheduled run). One tenant's failure does not stop
     /// the others; the errors are returned with the tenant they belong to.
     pub async fn create_all(&self) -> Result<Vec<Result<Manifest, (String, String)>>, BackupError> {
-        let client = self.store.client().await?;
-        let tenants: Vec<String> = client
-            .query_typed("SELECT ragbot_tenants()", &[])
-            .await
-            .map_err(StoreError::from)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        drop(client);
+        let tenants = sql::tenant_names(self.store).await?;
         let mut out = Vec::with_capacity(tenants.len());
         for name in tenants {
             let result = match Tenant::parse(&name) {
@@ -289,9 +255,7 @@ impl Backups<'_> {
         }
 
         let tx = self.store.begin_long(&tenant).await?;
-        // Row-level security confines both to this tenant; cascades remove chunks and messages.
-        tx.execute("DELETE FROM documents", &[]).await?;
-        tx.execute("DELETE FROM conversations", &[]).await?;
+        sql::clear_tenant(&tx).await?;
         let mut counts = Counts::default();
         let mut batch: Vec<Value> = Vec::with_capacity(RESTORE_BATCH);
         let mut current: Option<&Table> = None;
@@ -338,22 +302,11 @@ async fn dump_table(
     table: &Table,
     out: &mut GzEncoder<Vec<u8>>,
 ) -> Result<u64, BackupError> {
-    let sql = format!(
-        "SELECT json_build_object('table', '{name}', 'row', row_to_json(r))::text \
-         FROM (SELECT {columns} FROM {name} ORDER BY created_at, id) r",
-        name = table.name,
-        columns = table.columns
-    );
-    let rows = tx
-        .client()?
-        .query_typed_raw(&sql, std::iter::empty::<(&(dyn ToSql + Sync), Type)>())
-        .await
-        .map_err(StoreError::from)?;
-    let mut rows = std::pin::pin!(rows.map_err(StoreError::from));
+    let rows = sql::rows_as_json_lines(tx, table).await?;
+    let mut rows = std::pin::pin!(rows);
     let mut n = 0;
-    while let Some(row) = rows.next().await {
-        let line: String = row?.try_get(0).map_err(StoreError::from)?;
-        out.write_all(line.as_bytes())?;
+    while let Some(line) = rows.next().await {
+        out.write_all(line?.as_bytes())?;
         out.write_all(b"\n")?;
         n += 1;
     }
@@ -365,15 +318,7 @@ async fn insert(tx: &TenantTx, table: &Table, batch: &mut Vec<Value>) -> Result<
     if batch.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "INSERT INTO {name} ({columns}, tenant) \
-         SELECT {columns}, current_setting('ragbot.tenant') \
-         FROM jsonb_populate_recordset(NULL::{name}, $1)",
-        name = table.name,
-        columns = table.columns
-    );
-    let rows = Value::Array(std::mem::take(batch));
-    tx.execute(&sql, &[(&rows, Type::JSONB)]).await?;
+    sql::insert_rows(tx, table, std::mem::take(batch)).await?;
     Ok(())
 }
 

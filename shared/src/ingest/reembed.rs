@@ -2,14 +2,11 @@
 //! again, tenant by tenant, in batches committed one at a time, so an interrupted run resumes where
 //! it stopped (the model id is the progress marker).
 
-use pgvector::Vector;
-use tokio_postgres::types::Type;
-
 use super::IngestError;
 use crate::{
     auth::Tenant,
     embedding::EmbeddingProvider,
-    store::{documents, Store},
+    store::{reembed as sql, Store},
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,19 +23,7 @@ pub async fn run(
     mut on_batch: impl FnMut(&Tenant, usize),
 ) -> Result<Progress, IngestError> {
     let model = embedder.model_id().to_string();
-    let tenants: Vec<String> = {
-        let client = store.client().await?;
-        client
-            .query_typed(
-                "SELECT ragbot_tenants_with_other_model($1)",
-                &[(&model, Type::TEXT)],
-            )
-            .await
-            .map_err(crate::store::StoreError::from)?
-            .iter()
-            .filter_map(|r| r.get::<_, Option<String>>(0))
-            .collect()
-    };
+    let tenants = sql::tenants_with_other_model(store, &model).await?;
     let mut progress = Progress::default();
     for code in tenants {
         let tenant = Tenant::parse(&code).map_err(IngestError::Invalid)?;
@@ -46,34 +31,17 @@ pub async fn run(
         let mut done = 0;
         loop {
             let tx = store.begin(&tenant).await?;
-            let rows = tx
-                .query(
-                    "SELECT id, coalesce(question, text) FROM chunks
-                     WHERE tenant = $1 AND embedding_model <> $2
-                     ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
-                    &[
-                        tx.tenant_param(),
-                        (&model, Type::TEXT),
-                        (&(batch.max(1) as i64), Type::INT8),
-                    ],
-                )
-                .await?;
+            let rows = sql::claim_other_model(&tx, &model, batch).await?;
             if rows.is_empty() {
                 tx.commit().await?;
                 break;
             }
-            let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.get(0)).collect();
-            let texts: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let refs: Vec<&str> = rows.iter().map(|(_, t)| t.as_str()).collect();
             let vectors = embedder.embed(&refs).await?;
-            let vector = documents::vector_type(&tx).await?;
+            crate::embedding::check_count(rows.len(), vectors.len())?;
+            let ids: Vec<uuid::Uuid> = rows.iter().map(|(id, _)| *id).collect();
             for (id, v) in ids.iter().zip(vectors) {
-                let v = Vector::from(v);
-                tx.execute(
-                    "UPDATE chunks SET embedding = $2, embedding_model = $3 WHERE id = $1",
-                    &[(id, Type::UUID), (&v, vector.clone()), (&model, Type::TEXT)],
-                )
-                .await?;
+                sql::store_vector(&tx, *id, v, &model).await?;
             }
             tx.commit().await?;
             done += ids.len();

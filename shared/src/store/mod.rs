@@ -4,12 +4,14 @@
 //! the RDS Proxy guidance: small pool, `RecyclingMethod::Verified` (environments are frozen between
 //! invocations), unnamed statements only (`query_typed`), no session state.
 
+pub mod backup;
 mod bootstrap;
 mod compat;
 pub mod conversations;
 pub mod documents;
 pub mod jobs;
 mod pool;
+pub mod reembed;
 mod tenant;
 
 pub use bootstrap::{
