@@ -175,7 +175,9 @@ async fn job_object_workers(
     event: &Value,
     context: &Context,
 ) -> Result<Value, Error> {
+    use crate::ingest::ports::ObjectStore;
     let s3: aws_lambda_events::s3::S3Event = serde_json::from_value(event.clone())?;
+    let objects = crate::aws::S3Objects::from_client(state.aws.s3.clone());
     let mut runs = Vec::new();
     for record in &s3.records {
         if !record
@@ -188,13 +190,13 @@ async fn job_object_workers(
         }
         let key =
             crate::ingest::document::decode_s3_key(record.s3.object.key.as_deref().unwrap_or(""));
-        let Some(job) = crate::aws::read_job_object(&state.aws.s3, bucket, &key).await? else {
+        let Some(job) = crate::aws::read_job_object(&objects, bucket, &key).await? else {
             // Gone: a redelivery of a worker that already ran.
             runs.push(json!({"key": key, "result": "already_done"}));
             continue;
         };
         let run = ingest_job_worker(&state.ingestor, &job, context).await?;
-        crate::aws::delete_job_object(&state.aws.s3, bucket, &key).await?;
+        objects.delete(bucket, &key).await?;
         runs.push(json!({"key": key, "run": run}));
     }
     Ok(json!({ "workers": runs }))
@@ -279,7 +281,7 @@ pub struct Replayed {
 pub async fn replay_failed<F, Fut>(
     failed: &crate::aws::failed_events::FailedEvents,
     handle: F,
-) -> Result<Vec<Replayed>, crate::aws::AwsError>
+) -> Result<Vec<Replayed>, crate::ingest::ports::PortError>
 where
     F: Fn(Value) -> Fut,
     Fut: std::future::Future<Output = Result<Value, Error>>,

@@ -6,10 +6,10 @@
 //! delivers the emulated S3 notifications, retries the same way and writes the same record. An
 //! operator replays what is there with `ragbot replay-failed` once the cause is fixed.
 
-use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{json, Value};
 
-use super::AwsError;
+use super::S3Objects;
+use crate::ingest::ports::{ObjectStore, PortError};
 
 /// Where the records are put (Lambda's own layout for S3 destinations starts the same way).
 pub const PREFIX: &str = "aws/lambda/async/";
@@ -44,14 +44,14 @@ pub struct Kept {
 }
 
 pub struct FailedEvents {
-    s3: aws_sdk_s3::Client,
+    objects: S3Objects,
     bucket: String,
 }
 
 impl FailedEvents {
     pub fn new(s3: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
         FailedEvents {
-            s3,
+            objects: S3Objects::from_client(s3),
             bucket: bucket.into(),
         }
     }
@@ -61,7 +61,7 @@ impl FailedEvents {
     }
 
     /// Keeps `record` (as Lambda would) under `aws/lambda/async/<function>/YYYY/MM/DD/…`.
-    pub async fn put(&self, function: &str, record: &Value) -> Result<String, AwsError> {
+    pub async fn put(&self, function: &str, record: &Value) -> Result<String, PortError> {
         let now = chrono::Utc::now();
         let key = format!(
             "{PREFIX}{function}/{}/{}-{}",
@@ -69,79 +69,34 @@ impl FailedEvents {
             now.format("%Y-%m-%dT%H.%M.%S"),
             uuid::Uuid::new_v4()
         );
-        let body = serde_json::to_vec(record).map_err(|e| AwsError {
-            service: "s3",
-            operation: "PutObject",
-            message: e.to_string(),
-        })?;
-        self.s3
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .content_type("application/json")
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk("s3", "PutObject", e))?;
+        let body =
+            serde_json::to_vec(record).map_err(|e| PortError::object_store(e.to_string()))?;
+        self.objects
+            .put(&self.bucket, &key, body, "application/json")
+            .await?;
         Ok(key)
     }
 
     /// Every kept record, oldest key first. A record that is not JSON is returned as a string
     /// value, so that it is reported rather than skipped.
-    pub async fn list(&self) -> Result<Vec<Kept>, AwsError> {
+    pub async fn list(&self) -> Result<Vec<Kept>, PortError> {
         let mut out = Vec::new();
-        let mut pages = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .into_paginator()
-            .send();
-        let mut keys = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| AwsError::sdk("s3", "ListObjectsV2", e))?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_string)),
-            );
-        }
-        keys.sort();
-        for key in keys {
-            let object = self
-                .s3
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .send()
-                .await
-                .map_err(|e| AwsError::sdk("s3", "GetObject", e))?;
-            let bytes = object
-                .body
-                .collect()
-                .await
-                .map_err(|e| AwsError {
-                    service: "s3",
-                    operation: "GetObject",
-                    message: format!("reading {key}: {e}"),
-                })?
-                .into_bytes();
-            let record = serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        for key in self.objects.list(&self.bucket, "").await? {
+            // Deleted since the listing (another replay): nothing to report.
+            let Some(object) = self.objects.get(&self.bucket, &key).await? else {
+                continue;
+            };
+            let record = serde_json::from_slice(&object.bytes).unwrap_or_else(|_| {
+                Value::String(String::from_utf8_lossy(&object.bytes).into_owned())
+            });
             out.push(Kept { key, record });
         }
         Ok(out)
     }
 
     /// Forgets a record (after it was replayed).
-    pub async fn delete(&self, key: &str) -> Result<(), AwsError> {
-        self.s3
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk("s3", "DeleteObject", e))?;
-        Ok(())
+    pub async fn delete(&self, key: &str) -> Result<(), PortError> {
+        self.objects.delete(&self.bucket, key).await
     }
 }
 

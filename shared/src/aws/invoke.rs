@@ -11,9 +11,9 @@
 use aws_sdk_lambda::{primitives::Blob, types::InvocationType};
 use serde_json::json;
 
-use super::AwsError;
+use super::{AwsError, S3Objects};
 use crate::{
-    ingest::ports::{JobDispatcher, JobRef, PortError},
+    ingest::ports::{JobDispatcher, JobRef, ObjectStore, PortError},
     BoxFuture,
 };
 
@@ -24,14 +24,14 @@ pub const JOB_OBJECT_PREFIX: &str = "jobs/";
 
 /// Starts workers by putting one job object per worker into the jobs bucket.
 pub struct S3JobDispatcher {
-    s3: aws_sdk_s3::Client,
+    objects: S3Objects,
     bucket: String,
 }
 
 impl S3JobDispatcher {
     pub fn new(s3: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
         S3JobDispatcher {
-            s3,
+            objects: S3Objects::from_client(s3),
             bucket: bucket.into(),
         }
     }
@@ -52,17 +52,10 @@ impl JobDispatcher for S3JobDispatcher {
                     job.job_id,
                     uuid::Uuid::new_v4()
                 );
-                self.s3
-                    .put_object()
-                    .bucket(&self.bucket)
-                    .key(&key)
-                    .content_type("application/json")
-                    .body(aws_sdk_s3::primitives::ByteStream::from(body.clone()))
-                    .send()
+                self.objects
+                    .put(&self.bucket, &key, body.clone(), "application/json")
                     .await
-                    .map_err(|e| {
-                        PortError::workers(AwsError::sdk("s3", "PutObject", e).to_string())
-                    })?;
+                    .map_err(|e| PortError::workers(e.message))?;
             }
             tracing::info!(job = %job.job_id, workers, bucket = %self.bucket, "ingestion workers started (job objects)");
             Ok(())
@@ -70,24 +63,19 @@ impl JobDispatcher for S3JobDispatcher {
     }
 }
 
-/// Reads a job object (what [`S3JobDispatcher`] wrote): the worker event it holds.
+/// Reads a job object (what [`S3JobDispatcher`] wrote): the worker event it holds; `None` when
+/// it is gone (its worker already ran).
 pub async fn read_job_object(
-    s3: &aws_sdk_s3::Client,
+    objects: &S3Objects,
     bucket: &str,
     key: &str,
-) -> Result<Option<serde_json::Value>, AwsError> {
-    let out = match s3.get_object().bucket(bucket).key(key).send().await {
-        Ok(o) => o,
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-        Err(e) => return Err(AwsError::sdk("s3", "GetObject", e)),
-    };
-    let bytes = out.body.collect().await.map_err(|e| AwsError {
-        service: "s3",
-        operation: "GetObject",
-        message: format!("reading {key}: {e}"),
-    })?;
-    Ok(serde_json::from_slice(&bytes.into_bytes()).ok())
+) -> Result<Option<serde_json::Value>, PortError> {
+    Ok(objects
+        .get(bucket, key)
+        .await?
+        .and_then(|o| serde_json::from_slice(&o.bytes).ok()))
 }
+
 /// The `action` of a direct invocation that starts a worker again for every stalled job.
 pub const RESTART_STALLED_ACTION: &str = "restart_stalled";
 
@@ -170,19 +158,4 @@ impl JobDispatcher for LambdaDispatcher {
             Ok(())
         })
     }
-}
-
-/// Deletes a job object once its worker has run.
-pub async fn delete_job_object(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> Result<(), AwsError> {
-    s3.delete_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| AwsError::sdk("s3", "DeleteObject", e))?;
-    Ok(())
 }

@@ -16,8 +16,8 @@ pub use bedrock::{BedrockEmbedder, BedrockSettings, TITAN_V2_DIMENSIONS};
 pub use chat_state::{DynamoAnswerCache, DynamoTokenBudget};
 pub use converse::BedrockChat;
 pub use invoke::{
-    delete_job_object, invoke, job_event, read_job_object, LambdaDispatcher, S3JobDispatcher,
-    INGEST_JOB_ACTION, JOB_OBJECT_PREFIX, RESTART_STALLED_ACTION,
+    invoke, job_event, read_job_object, LambdaDispatcher, S3JobDispatcher, INGEST_JOB_ACTION,
+    JOB_OBJECT_PREFIX, RESTART_STALLED_ACTION,
 };
 pub use objects::{DynamoLedger, S3Objects, LEDGER_LEASE};
 pub use ratelimit::DynamoRateLimiter;

@@ -32,10 +32,23 @@ pub struct S3Objects {
 
 impl S3Objects {
     pub fn new(aws: &AwsClients) -> Self {
-        S3Objects {
-            client: aws.s3.clone(),
-        }
+        Self::from_client(aws.s3.clone())
     }
+
+    pub fn from_client(client: aws_sdk_s3::Client) -> Self {
+        S3Objects { client }
+    }
+}
+
+/// A failed ledger call, as the port reports it.
+fn ledger_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    operation: &str,
+    e: aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> PortError {
+    PortError::ledger(format!(
+        "ingestion ledger {operation}: {}",
+        aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+    ))
 }
 
 impl ObjectStore for S3Objects {
@@ -307,10 +320,7 @@ impl Ledger for DynamoLedger {
                             Claim::Done
                         })
                     }
-                    _ => Err(PortError::ledger(format!(
-                        "ingestion ledger PutItem: {}",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(&e)
-                    ))),
+                    _ => Err(ledger_error("PutItem", e)),
                 },
             }
         })
@@ -338,12 +348,7 @@ impl Ledger for DynamoLedger {
                 )
                 .send()
                 .await
-                .map_err(|e| {
-                    PortError::ledger(format!(
-                        "ingestion ledger UpdateItem (renew): {}",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(&e)
-                    ))
-                })?;
+                .map_err(|e| ledger_error("UpdateItem (renew)", e))?;
             Ok(())
         })
     }
@@ -366,12 +371,7 @@ impl Ledger for DynamoLedger {
                 .expression_attribute_values(":outcome", AttributeValue::S(outcome.to_string()))
                 .send()
                 .await
-                .map_err(|e| {
-                    PortError::ledger(format!(
-                        "ingestion ledger UpdateItem: {}",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(&e)
-                    ))
-                })?;
+                .map_err(|e| ledger_error("UpdateItem", e))?;
             Ok(())
         })
     }
@@ -386,12 +386,7 @@ impl Ledger for DynamoLedger {
                 .key(sk.0, sk.1)
                 .send()
                 .await
-                .map_err(|e| {
-                    PortError::ledger(format!(
-                        "ingestion ledger DeleteItem: {}",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(&e)
-                    ))
-                })?;
+                .map_err(|e| ledger_error("DeleteItem", e))?;
             Ok(())
         })
     }
