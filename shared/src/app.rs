@@ -10,9 +10,10 @@ use crate::{
     },
     chat::{Chat, ChatDeps},
     config::{Config, ConfigError},
-    embedding::{self, EmbeddingError, SharedEmbedder},
+    embedding::{EmbeddingError, SharedEmbedder},
     ingest::{chunking::Chunker, document::Ingestor},
-    llm::{self, LlmError},
+    llm::LlmError,
+    providers,
     ratelimit::RateLimiter,
     store::{self, Incompatible, Store, StoreError},
 };
@@ -72,7 +73,7 @@ impl AppState {
         if config.aws.create_local_resources {
             aws.ensure_local_resources().await?;
         }
-        let embedder = embedding::from_config(&config.embedding).await?;
+        let embedder = providers::embedder(&config.embedding).await?;
         if let Some(e) = embedder.as_ref().filter(|_| check_model) {
             match store::check_embedding_compat(&store, e.dimension(), e.model_id()).await {
                 Ok(Ok(())) => {}
@@ -121,17 +122,16 @@ impl AppState {
                 (Some(bucket), _) => Some(Arc::new(crate::aws::S3JobDispatcher::new(
                     aws.s3.clone(),
                     bucket.clone(),
-                ))
-                    as crate::ingest::jobs::SharedDispatcher),
+                )) as crate::ports::SharedDispatcher),
                 (None, Some(function)) => Some(Arc::new(LambdaDispatcher::new(
                     aws.lambda.clone(),
                     function.clone(),
                 ))
-                    as crate::ingest::jobs::SharedDispatcher),
+                    as crate::ports::SharedDispatcher),
                 (None, None) => None,
             },
         });
-        let llm = llm::from_settings(&config.llm, embedder.clone()).await?;
+        let llm = providers::llm(&config.llm, embedder.clone()).await?;
         let chat = Arc::new(Chat::new(ChatDeps {
             store: store.clone(),
             embedder: embedder.clone(),

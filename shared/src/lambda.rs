@@ -152,7 +152,8 @@ pub async fn dispatch(
 /// the invocation so that Lambda retries it; per-object outcomes are in the response.
 pub async fn dispatch_s3(ingestor: &Ingestor, event: Value) -> Result<Value, Error> {
     let s3: aws_lambda_events::s3::S3Event = serde_json::from_value(event)?;
-    let reports = ingestor.handle_s3_event(&s3).await.map_err(|e| {
+    let events = crate::aws::object_events(&s3);
+    let reports = ingestor.handle_object_events(&events).await.map_err(|e| {
         tracing::error!(error = %e, "S3 event failed; Lambda will retry it");
         Box::new(e) as Error
     })?;
@@ -175,7 +176,7 @@ async fn job_object_workers(
     event: &Value,
     context: &Context,
 ) -> Result<Value, Error> {
-    use crate::ingest::ports::ObjectStore;
+    use crate::ports::ObjectStore;
     let s3: aws_lambda_events::s3::S3Event = serde_json::from_value(event.clone())?;
     let objects = crate::aws::S3Objects::from_client(state.aws.s3.clone());
     let mut runs = Vec::new();
@@ -188,8 +189,7 @@ async fn job_object_workers(
         {
             continue;
         }
-        let key =
-            crate::ingest::document::decode_s3_key(record.s3.object.key.as_deref().unwrap_or(""));
+        let key = crate::aws::decode_s3_key(record.s3.object.key.as_deref().unwrap_or(""));
         let Some(job) = crate::aws::read_job_object(&objects, bucket, &key).await? else {
             // Gone: a redelivery of a worker that already ran.
             runs.push(json!({"key": key, "result": "already_done"}));
@@ -281,7 +281,7 @@ pub struct Replayed {
 pub async fn replay_failed<F, Fut>(
     failed: &crate::aws::failed_events::FailedEvents,
     handle: F,
-) -> Result<Vec<Replayed>, crate::ingest::ports::PortError>
+) -> Result<Vec<Replayed>, crate::ports::PortError>
 where
     F: Fn(Value) -> Fut,
     Fut: std::future::Future<Output = Result<Value, Error>>,
@@ -349,7 +349,7 @@ async fn ingest_job_worker(
         .and_then(Value::as_str)
         .and_then(|s| uuid::Uuid::parse_str(s).ok())
         .ok_or("an ingestion job event needs \"job_id\" (a UUID)")?;
-    let job = crate::ingest::ports::JobRef { tenant, job_id };
+    let job = crate::ports::JobRef { tenant, job_id };
     let deadline = deadline_of(context);
     let run = ingestor.run_job(&job, deadline).await.map_err(|e| {
         tracing::error!(job = %job_id, error = %e, "ingestion worker failed; Lambda will retry it");

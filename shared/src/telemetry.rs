@@ -4,7 +4,11 @@ use std::io::{IsTerminal, Write};
 
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
-use crate::config::LogFormat;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
 
 pub const METRIC_NAMESPACE: &str = "ragbot";
 

@@ -332,7 +332,8 @@ mod bedrock {
 
     use axum::{extract::State, http::StatusCode, response::IntoResponse};
     use ragbot::{
-        aws::{BedrockEmbedder, BedrockSettings},
+        aws::BedrockEmbedder,
+        embedding::BedrockSettings,
         embedding::{EmbeddingError, EmbeddingProvider},
     };
     use serde_json::{json, Value};

@@ -142,7 +142,7 @@ fn chunker() -> &'static Chunker {
         .embedding;
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let embedder = runtime
-            .block_on(ragbot::embedding::from_config(&settings))
+            .block_on(ragbot::providers::embedder(&settings))
             .expect("the model loads")
             .expect("an embedder");
         Chunker::new(embedder.tokenizer(), 48, 8).expect("chunker")

@@ -17,9 +17,9 @@ use ragbot::{
     ingest::{
         document::{Ingestor, SourceFile},
         jobs::JobRun,
-        ports::{JobDispatcher, JobRef, PortError},
     },
     lambda::{dispatch, Triggers},
+    ports::{JobDispatcher, JobRef, PortError},
     AppState, BoxFuture,
 };
 use ragbot_tests::{Options, TestApp, TestDb};

@@ -18,6 +18,7 @@ use ragbot::{
         seed,
     },
     llm::{self, AnswerPrompt, LlmKind, Passage},
+    providers,
     store::documents,
 };
 use serde_json::json;
@@ -171,7 +172,7 @@ pub fn run() -> Result<(), String> {
         eprintln!("chat: 10,000 chunks + {} Q&A pairs loaded in {:.1} s", PAIRS.len(), t.elapsed().as_secs_f64());
         crate::retrieve::analyze_chunks().await?;
 
-        let extractive = llm::from_settings(
+        let extractive = providers::llm(
             &ragbot::llm::LlmSettings {
                 kind: LlmKind::Extractive,
                 ..state.config.llm.clone()

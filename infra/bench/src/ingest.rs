@@ -6,12 +6,8 @@ use std::{sync::Arc, time::Instant};
 
 use ragbot::{
     auth::Tenant,
-    ingest::{
-        document::SourceFile,
-        jobs::JobRun,
-        ports::{JobDispatcher, JobRef, PortError},
-        seed,
-    },
+    ingest::{document::SourceFile, jobs::JobRun, seed},
+    ports::{JobDispatcher, JobRef, PortError},
     store::{
         documents::{self, NewChunk},
         jobs,

@@ -12,8 +12,8 @@ use jsonwebtoken::{
 use serde_json::{Map, Value};
 use tokio::sync::RwLock;
 
-use super::AuthError;
-use crate::config::{AuthSettings, ConfigError};
+use super::{AuthError, AuthSettings};
+use crate::env::ConfigError;
 
 /// How often an unknown key id may trigger a JWKS refetch (key rotation).
 const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(60);

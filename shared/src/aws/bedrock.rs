@@ -12,24 +12,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    embedding::{EmbeddingError, EmbeddingProvider},
+    embedding::{BedrockSettings, EmbeddingError, EmbeddingProvider},
     BoxFuture,
 };
 
 /// Titan Text Embeddings v2 returns vectors of these sizes.
 pub const TITAN_V2_DIMENSIONS: [usize; 3] = [256, 512, 1024];
-
-#[derive(Debug, Clone)]
-pub struct BedrockSettings {
-    pub region: String,
-    /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` (a local stand-in in tests).
-    pub endpoint: Option<String>,
-    pub model: String,
-    pub dimension: usize,
-    pub concurrency: usize,
-    pub timeout: Duration,
-    pub max_retries: u32,
-}
 
 pub struct BedrockEmbedder {
     client: aws_sdk_bedrockruntime::Client,

@@ -5,8 +5,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{AwsClients, AwsError, TTL_ATTRIBUTE};
 use crate::{
-    chat::{AnswerCache, CachedAnswer, StateError, TokenBudget},
-    BoxFuture,
+    future::BoxFuture,
+    ports::{AnswerCache, StateError, TokenBudget},
 };
 
 fn now_secs() -> u64 {
@@ -36,7 +36,7 @@ impl DynamoAnswerCache {
         )
     }
 
-    async fn read(&self, key: &str) -> Result<Option<CachedAnswer>, StateError> {
+    async fn read(&self, key: &str) -> Result<Option<String>, StateError> {
         let (pk, sk) = Self::keys(key);
         let out = self
             .aws
@@ -63,23 +63,18 @@ impl DynamoAnswerCache {
         let Some(body) = item.get("answer").and_then(|v| v.as_s().ok()) else {
             return Ok(None);
         };
-        match serde_json::from_str(body) {
-            Ok(a) => Ok(Some(a)),
-            // An entry of an older shape: a miss, rewritten after this answer.
-            Err(_) => Ok(None),
-        }
+        Ok(Some(body.to_string()))
     }
 
-    async fn write(&self, key: &str, answer: &CachedAnswer, ttl: u64) -> Result<(), StateError> {
+    async fn write(&self, key: &str, body: &str, ttl: u64) -> Result<(), StateError> {
         let (pk, sk) = Self::keys(key);
-        let body = serde_json::to_string(answer).map_err(|e| StateError(e.to_string()))?;
         self.aws
             .dynamodb
             .put_item()
             .table_name(&self.aws.state_table)
             .item("pk", pk)
             .item("sk", sk)
-            .item("answer", AttributeValue::S(body))
+            .item("answer", AttributeValue::S(body.to_string()))
             .item(
                 TTL_ATTRIBUTE,
                 AttributeValue::N((now_secs() + ttl).to_string()),
@@ -92,17 +87,17 @@ impl DynamoAnswerCache {
 }
 
 impl AnswerCache for DynamoAnswerCache {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<CachedAnswer>, StateError>> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<String>, StateError>> {
         Box::pin(self.read(key))
     }
 
     fn put<'a>(
         &'a self,
         key: &'a str,
-        answer: &'a CachedAnswer,
+        entry_json: &'a str,
         ttl_secs: u64,
     ) -> BoxFuture<'a, Result<(), StateError>> {
-        Box::pin(self.write(key, answer, ttl_secs))
+        Box::pin(self.write(key, entry_json, ttl_secs))
     }
 }
 

@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 
 use super::S3Objects;
-use crate::ingest::ports::{ObjectStore, PortError};
+use crate::ports::{ObjectStore, PortError};
 
 /// Where the records are put (Lambda's own layout for S3 destinations starts the same way).
 pub const PREFIX: &str = "aws/lambda/async/";
@@ -97,6 +97,15 @@ impl FailedEvents {
     /// Forgets a record (after it was replayed).
     pub async fn delete(&self, key: &str) -> Result<(), PortError> {
         self.objects.delete(&self.bucket, key).await
+    }
+}
+
+impl super::AwsClients {
+    /// The failed-events bucket, when one is configured.
+    pub fn failed_events(&self) -> Option<FailedEvents> {
+        self.failed_events_bucket
+            .as_ref()
+            .map(|b| FailedEvents::new(self.s3.clone(), b.clone()))
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{AwsError, S3Objects};
 use crate::{
-    ingest::ports::{JobDispatcher, JobRef, ObjectStore, PortError},
+    ports::{JobDispatcher, JobRef, ObjectStore, PortError},
     BoxFuture,
 };
 

@@ -176,8 +176,8 @@ impl LocalNotifier {
 
 #[cfg(test)]
 mod tests {
+    use super::super::decode_s3_key;
     use super::*;
-    use crate::ingest::document::decode_s3_key;
 
     #[test]
     fn event_keys_round_trip_like_aws() {

@@ -7,14 +7,10 @@ use aws_sdk_s3::{error::DisplayErrorContext, primitives::ByteStream};
 
 use super::{AwsClients, TTL_ATTRIBUTE};
 use crate::{
-    ingest::ports::{Claim, Ledger, Object, ObjectStore, PortError, PresignedPut},
+    ports::{Claim, Ledger, Object, ObjectStore, PortError, PresignedPut},
     BoxFuture,
 };
 
-/// How long a claim protects one S3 write from concurrent processing without being renewed (its
-/// holder renews it every third of this while working). An invocation that died mid-way is taken
-/// over after it: shorter than the minute Lambda waits before retrying a failed async invocation.
-pub const LEDGER_LEASE: Duration = Duration::from_secs(45);
 /// How long a completed entry is remembered (S3 redelivers within hours, not weeks).
 pub const LEDGER_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 

@@ -25,10 +25,8 @@ use utoipa::ToSchema;
 
 use crate::{
     auth::Tenant,
-    ingest::{
-        ports::{ObjectStore, PortError},
-        sha256_hex,
-    },
+    ingest::sha256_hex,
+    ports::{ObjectStore, PortError},
     store::{
         backup::{self as sql, Table, TABLES},
         Store, StoreError, TenantTx,

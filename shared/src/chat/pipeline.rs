@@ -201,7 +201,12 @@ impl Chat {
         // 5. The answer cache (only grounded answers are cached, so a hit needs no retrieval).
         let key = self.cache_key(q, knowledge, &standalone_q, mode, top_k);
         if let (Some(cache), Some(key)) = (&self.d.cache, &key) {
-            match cache.get(key).await {
+            // An entry of an older shape is a miss (rewritten after this answer).
+            let entry = cache
+                .get(key)
+                .await
+                .map(|e| e.and_then(|json| serde_json::from_str::<CachedAnswer>(&json).ok()));
+            match entry {
                 Ok(Some(hit)) => {
                     metric("AnswerCacheHits", 1.0, Unit::Count);
                     tell(q, planned, hit.citations.clone()).await;
@@ -359,7 +364,11 @@ impl Chat {
                 model: model.clone(),
                 usage: usage.into(),
             };
-            if let Err(e) = cache.put(key, &entry, s.cache_ttl_secs).await {
+            let stored = match serde_json::to_string(&entry) {
+                Ok(json) => cache.put(key, &json, s.cache_ttl_secs).await,
+                Err(e) => Err(crate::ports::StateError(e.to_string())),
+            };
+            if let Err(e) = stored {
                 tracing::warn!(error = %e, "could not store the answer in the cache");
                 metric("AnswerCacheErrors", 1.0, Unit::Count);
             }

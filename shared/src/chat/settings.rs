@@ -1,6 +1,6 @@
 //! The chat pipeline's settings, read with the rest of the configuration at cold start.
 
-use crate::config::{ConfigError, Env};
+use crate::env::{ConfigError, Env};
 
 #[derive(Debug, Clone)]
 pub struct ChatSettings {

@@ -10,7 +10,17 @@ use std::{
 
 use serde::Serialize;
 
-use crate::{aws::AwsClients, embedding::EmbeddingProvider, store::Store, telemetry};
+mod settings;
+
+pub use settings::HealthSettings;
+
+use crate::{
+    embedding::{EmbeddingError, EmbeddingProvider, EmbeddingProviderKind, EmbeddingSettings},
+    llm::LlmProvider,
+    ports::Probe,
+    store::Store,
+    telemetry,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum ProbeStatus {
@@ -231,11 +241,16 @@ impl Readiness {
 /// Every dependency, probed concurrently, each within `timeout`.
 pub async fn check_readiness(
     store: &Store,
-    aws: &AwsClients,
+    probes: &[Box<dyn Probe>],
     embedder: Option<&dyn EmbeddingProvider>,
     timeout: Duration,
 ) -> Readiness {
-    let (db, s3, ddb, emb) = tokio::join!(
+    let pings = futures_util::future::join_all(
+        probes
+            .iter()
+            .map(|p| async move { (p.name(), timed(timeout, p.ping()).await) }),
+    );
+    let (db, pinged, emb) = tokio::join!(
         async {
             let h = check_database(store, timeout, timeout).await;
             Check {
@@ -244,12 +259,7 @@ pub async fn check_readiness(
                 error: h.error,
             }
         },
-        timed(timeout, async {
-            aws.ping_s3().await.map_err(|e| e.to_string())
-        }),
-        timed(timeout, async {
-            aws.ping_dynamodb().await.map_err(|e| e.to_string())
-        }),
+        pings,
         async {
             match embedder {
                 None => Check {
@@ -269,16 +279,15 @@ pub async fn check_readiness(
             }
         },
     );
-    for (name, check) in [("s3", &s3), ("dynamodb", &ddb), ("embedder", &emb)] {
-        if let Some(error) = &check.error {
+    let mut checks = BTreeMap::new();
+    checks.insert("database", db);
+    checks.extend(pinged);
+    checks.insert("embedder", emb);
+    for (name, check) in &checks {
+        if let (Some(error), false) = (&check.error, *name == "database") {
             tracing::warn!(dependency = name, %error, "readiness check failed");
         }
     }
-    let mut checks = BTreeMap::new();
-    checks.insert("database", db);
-    checks.insert("s3", s3);
-    checks.insert("dynamodb", ddb);
-    checks.insert("embedder", emb);
     let down = checks
         .values()
         .any(|c| c.status == ProbeStatus::Unavailable);
@@ -361,12 +370,19 @@ impl AiServices {
 
 /// The configured LLM and embedding providers, each probed (cheaply) within `timeout`. Only this
 /// route calls them: no other route pays for a probe.
-pub async fn check_ai_services(
-    llm: &dyn crate::llm::LlmProvider,
-    embedding: &crate::config::EmbeddingSettings,
+///
+/// `remote_embedder` builds the configured remote embedding provider (awaited only when one is
+/// configured), so a process that embeds nothing itself can still probe it.
+pub async fn check_ai_services<R>(
+    llm: &dyn LlmProvider,
+    embedding: &EmbeddingSettings,
+    remote_embedder: R,
     timeout: Duration,
-) -> AiServices {
-    use crate::config::EmbeddingProviderKind as Kind;
+) -> AiServices
+where
+    R: Future<Output = Result<Option<crate::embedding::SharedEmbedder>, EmbeddingError>>,
+{
+    use EmbeddingProviderKind as Kind;
     let llm_check = async {
         if !llm.is_remote() {
             // The extractive provider runs in-process on the embedder.
@@ -403,10 +419,8 @@ pub async fn check_ai_services(
                 }
             }
             Kind::OpenAi | Kind::Bedrock => {
-                let mut s = embedding.clone();
-                s.provider = s.configured;
                 let c = timed(timeout, async {
-                    let e = crate::embedding::from_config(&s)
+                    let e = remote_embedder
                         .await
                         .map_err(|e| e.to_string())?
                         .ok_or_else(|| "no embedder".to_string())?;

@@ -168,3 +168,19 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// The error envelope every route answers errors with.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `validation_failed`, `unauthorized`, `rate_limited`.
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The request id (also in the `x-request-id` response header and every log line).
+    pub request_id: String,
+}

@@ -26,9 +26,12 @@ pub fn routes() -> Routes {
 #[utoipa::path(get, path = "/health/ai-services", tag = "health",
     responses((status = 200, description = "Each provider's state; `status` is `degraded` when a configured one is unavailable", body = health::AiServices)))]
 async fn ai_services(State(state): State<AppState>, parts: Parts) -> Response {
+    let mut remote = state.config.embedding.clone();
+    remote.provider = remote.configured;
     let report = health::check_ai_services(
         state.chat.provider().as_ref(),
         &state.config.embedding,
+        crate::providers::embedder(&remote),
         state.config.health.dependency_timeout,
     )
     .await;
@@ -77,7 +80,7 @@ async fn database(State(state): State<AppState>, parts: Parts) -> Response {
 async fn readiness(State(state): State<AppState>, parts: Parts) -> Response {
     let report = health::check_readiness(
         &state.store,
-        &state.aws,
+        &state.aws.probes(),
         state.embedder.as_deref(),
         state.config.health.dependency_timeout,
     )

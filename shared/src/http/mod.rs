@@ -16,6 +16,7 @@ pub mod knowledge;
 pub mod openai_compat;
 mod request_id;
 pub mod retrieve;
+mod routes;
 
 use std::sync::Arc;
 
@@ -28,35 +29,18 @@ use axum::{
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-    OpenApi, ToSchema,
+    OpenApi,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use auth::{AccessLevel, Admin, Authorized, Reader};
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody, ErrorEnvelope};
 pub use json::{body_rejection, ApiJson, ApiQuery};
 pub use request_id::{current_request_id, REQUEST_ID_HEADER};
+pub(crate) use routes::receiver_stream;
+pub use routes::Routes;
 
 use crate::{config::HttpSettings, AppState};
-
-/// A function's routes, with their OpenAPI paths.
-pub type Routes = OpenApiRouter<AppState>;
-
-/// The error envelope every route answers errors with.
-#[derive(serde::Serialize, ToSchema)]
-pub struct ErrorEnvelope {
-    pub error: ErrorBody,
-}
-
-#[derive(serde::Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// Stable machine-readable code, e.g. `validation_failed`, `unauthorized`, `rate_limited`.
-    pub code: String,
-    /// What went wrong, for a person.
-    pub message: String,
-    /// The request id (also in the `x-request-id` response header and every log line).
-    pub request_id: String,
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -235,14 +219,6 @@ pub fn app(routes: Routes, state: AppState) -> Router {
     router
         .layer(axum::middleware::from_fn(request_id::request_context))
         .with_state(state)
-}
-
-/// A channel's receiver as a stream (what `tokio-stream`'s `ReceiverStream` does, without the
-/// crate): the streamed answers' pieces on their way into server-sent events.
-pub(crate) fn receiver_stream<T>(
-    rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures_util::Stream<Item = T> {
-    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|t| (t, rx)) })
 }
 
 /// Request ids and request logs (as [`app`] gives the API) for routes served beside it, such as

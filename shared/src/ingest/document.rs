@@ -6,16 +6,13 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{
-    chunking::Chunker,
-    ports::{Claim, JobRef, Ledger, ObjectStore, PortError},
-    sha256_hex, Change, IngestError, Outcome,
-};
+use super::{chunking::Chunker, sha256_hex, Change, IngestError, Outcome};
 use crate::{
     auth::Tenant,
     embedding::SharedEmbedder,
     ingest::qa::{QaBody, QaPair},
-    parsing::{self, Format, ParseError},
+    parsing::{self, Format},
+    ports::{Claim, JobRef, Ledger, ObjectEvent, ObjectEventKind, ObjectStore, SharedDispatcher},
     store::{
         documents::{self, NewChunk, NewDocument},
         jobs, Store,
@@ -77,24 +74,9 @@ pub struct Ingestor {
     /// The largest file ingested (see `INGEST_MAX_FILE_BYTES`).
     pub max_file_bytes: u64,
     /// When a document is large enough to be embedded by workers, and how many.
-    pub jobs: super::jobs::JobSettings,
+    pub jobs: super::JobSettings,
     /// Where workers run: `None` for tasks of this process.
-    pub dispatcher: Option<super::jobs::SharedDispatcher>,
-}
-
-impl From<ParseError> for IngestError {
-    fn from(e: ParseError) -> Self {
-        match e {
-            ParseError::Unsupported(m) => IngestError::Unsupported(m),
-            ParseError::Corrupt(m) => IngestError::Invalid(m),
-        }
-    }
-}
-
-impl From<PortError> for IngestError {
-    fn from(e: PortError) -> Self {
-        IngestError::Dependency(e)
-    }
+    pub dispatcher: Option<SharedDispatcher>,
 }
 
 /// How long a presigned upload URL stays valid.
@@ -110,7 +92,7 @@ pub fn upload_key(tenant: &Tenant, name: &str) -> String {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UploadTicket {
     /// Send the file this way; the signature covers the headers and the exact size.
-    pub upload: super::ports::PresignedPut,
+    pub upload: crate::ports::PresignedPut,
     /// Where the file goes in the documents bucket.
     pub key: String,
     /// The document's source key once ingested.
@@ -502,7 +484,23 @@ impl Ingestor {
         }
     }
 
-    /// Handles one S3 event record. `Err` only for transient failures (the event should be
+    /// Handles the records of an object notification (ObjectCreated / ObjectRemoved), in order;
+    /// a transient failure stops and returns `Err`, so the notification is delivered again
+    /// (records already done are then skipped by the ledger or the sha256 check).
+    pub async fn handle_object_events(
+        &self,
+        events: &[ObjectEvent],
+    ) -> Result<Vec<RecordReport>, IngestError> {
+        let mut reports = Vec::with_capacity(events.len());
+        for event in events {
+            let report = self.handle_object_event(event).await?;
+            tracing::info!(event = %report.event, key = %report.key, tenant = %report.tenant, result = %report.result, "S3 record handled");
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    /// Handles one record of an object notification. `Err` only for transient failures (the event should be
     /// retried); bad files are recorded on the document and reported.
     ///
     /// `write` identifies the S3 write the record reports (its sequencer, else its version id or
@@ -510,16 +508,13 @@ impl Ingestor {
     /// processes each write once and never mistakes a new one for a redelivery. Without one the
     /// record is processed (re-ingesting unchanged content is a no-op by its sha256). The object
     /// is read as it is now, so a late event never brings back older content.
-    pub async fn handle_s3_record(
+    pub async fn handle_object_event(
         &self,
-        event_name: &str,
-        bucket: &str,
-        raw_key: &str,
-        write: Option<&str>,
+        event: &ObjectEvent,
     ) -> Result<RecordReport, IngestError> {
-        let key = decode_s3_key(raw_key);
+        let (bucket, key) = (event.bucket.as_str(), event.key.clone());
         let mut report = RecordReport {
-            event: event_name.to_string(),
+            event: event.name.clone(),
             bucket: bucket.to_string(),
             key: key.clone(),
             tenant: String::new(),
@@ -543,7 +538,7 @@ impl Ingestor {
         };
         report.tenant = tenant.to_string();
 
-        if event_name.starts_with("ObjectRemoved") {
+        if event.kind == ObjectEventKind::Removed {
             // Events may arrive out of order: a removal reported after the key was written
             // again must not delete the new document (that write's own event ingests it).
             if self.objects.exists(bucket, &key).await? {
@@ -562,12 +557,12 @@ impl Ingestor {
             report.document_id = removed;
             return Ok(report);
         }
-        if !event_name.starts_with("ObjectCreated") {
-            report.reason = Some(format!("event {event_name} is not handled"));
+        if event.kind != ObjectEventKind::Created {
+            report.reason = Some(format!("event {} is not handled", event.name));
             return Ok(report);
         }
 
-        let Some(write) = write.filter(|w| !w.is_empty()) else {
+        let Some(write) = event.write.as_deref().filter(|w| !w.is_empty()) else {
             self.ingest_object(&tenant, bucket, &key, &mut report)
                 .await?;
             return Ok(report);
@@ -734,57 +729,9 @@ fn sidecar_metadata(bytes: Option<&[u8]>) -> (Option<String>, Value) {
     (title, attrs)
 }
 
-/// S3 event keys are URL-encoded with `+` for spaces.
-pub fn decode_s3_key(raw: &str) -> String {
-    let plus_decoded = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus_decoded)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-impl Ingestor {
-    /// Handles an S3 notification event (ObjectCreated / ObjectRemoved records). Records are
-    /// processed in order; a transient failure stops and returns `Err`, so Lambda retries the
-    /// event (records already done are then skipped by the ledger or the sha256 check).
-    pub async fn handle_s3_event(
-        &self,
-        event: &aws_lambda_events::s3::S3Event,
-    ) -> Result<Vec<RecordReport>, IngestError> {
-        let mut reports = Vec::with_capacity(event.records.len());
-        for record in &event.records {
-            let name = record.event_name.as_deref().unwrap_or("");
-            let bucket = record.s3.bucket.name.as_deref().unwrap_or("");
-            let key = record.s3.object.key.as_deref().unwrap_or("");
-            let object = &record.s3.object;
-            let usable = |v: &Option<String>| v.clone().filter(|v| !v.is_empty() && v != "null");
-            let write = usable(&object.sequencer)
-                .or_else(|| usable(&object.version_id))
-                .or_else(|| usable(&object.e_tag));
-            let report = self
-                .handle_s3_record(name, bucket, key, write.as_deref())
-                .await?;
-            tracing::info!(event = %report.event, key = %report.key, tenant = %report.tenant, result = %report.result, "S3 record handled");
-            reports.push(report);
-        }
-        Ok(reports)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decodes_s3_event_keys() {
-        assert_eq!(
-            decode_s3_key("tenants/acme/My+File%2B1.txt"),
-            "tenants/acme/My File+1.txt"
-        );
-        assert_eq!(
-            decode_s3_key("r%C3%A9sum%C3%A9+%E6%97%A5%E6%9C%AC.md"),
-            "résumé 日本.md"
-        );
-    }
 
     #[test]
     fn reads_bedrock_style_sidecars() {

@@ -11,56 +11,13 @@
 
 use std::time::{Duration, Instant};
 
-use super::{
-    document::Ingestor,
-    ports::{JobDispatcher, JobRef},
-    IngestError,
-};
+pub use super::JobSettings;
+use super::{document::Ingestor, IngestError};
+use crate::ports::JobRef;
 use crate::{
     auth::Tenant,
     store::jobs::{self, Claimed, Finished},
 };
-
-/// How large documents are split among workers (`INGEST_JOB_*` variables).
-#[derive(Debug, Clone)]
-pub struct JobSettings {
-    /// Documents with more chunks than this are embedded by workers; smaller ones inline.
-    pub threshold_chunks: usize,
-    /// At most this many workers per job.
-    pub max_workers: usize,
-    /// Fewer workers for smaller jobs: one per this many chunks.
-    pub chunks_per_worker: usize,
-    /// How long a claimed batch stays a worker's before another may take it.
-    pub lease: Duration,
-    /// A worker stops claiming when less than this is left before its deadline (time for one
-    /// more batch), and hands over to a new worker.
-    pub reserve: Duration,
-    /// Rows per second the final swap moves into `chunks` (HNSW inserts), to judge whether it
-    /// fits in what is left of an invocation; when not, a fresh invocation does it.
-    pub swap_rows_per_second: f64,
-}
-
-impl Default for JobSettings {
-    fn default() -> Self {
-        JobSettings {
-            threshold_chunks: 256,
-            max_workers: 8,
-            chunks_per_worker: 1000,
-            lease: Duration::from_secs(120),
-            reserve: Duration::from_secs(90),
-            swap_rows_per_second: 150.0,
-        }
-    }
-}
-
-impl JobSettings {
-    /// Workers to start for a job of `total` chunks.
-    pub fn workers_for(&self, total: usize) -> usize {
-        total
-            .div_ceil(self.chunks_per_worker.max(1))
-            .clamp(1, self.max_workers.max(1))
-    }
-}
 
 /// How a worker's run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,9 +227,6 @@ impl Ingestor {
         stored
     }
 }
-
-/// A dispatcher shared by every invocation of the process (`Ingestor::dispatcher`).
-pub type SharedDispatcher = std::sync::Arc<dyn JobDispatcher>;
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,9 @@
 //! Question/answer pairs entered by business users (`POST /embed/qa`): each pair is exactly one
 //! chunk; the question is embedded, the answer kept beside it.
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+pub use crate::parsing::{QaBody, QaPair};
 
 use super::{sha256_hex, Change, IngestError, Outcome};
 use crate::{
@@ -14,23 +15,6 @@ use crate::{
 pub const MAX_PAIRS: usize = 2_000;
 pub const MAX_TITLE_CHARS: usize = 500;
 pub const MAX_FIELD_CHARS: usize = 20_000;
-
-/// The original system's body.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"document_title": "Staff FAQ", "question_answer_data": [
-    {"question": "How do I reset my password?", "answer": "Open Settings, then Security, then Reset password."}]}))]
-pub struct QaBody {
-    pub document_title: String,
-    pub question_answer_data: Vec<QaPair>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QaPair {
-    pub question: String,
-    pub answer: String,
-}
 
 impl QaBody {
     /// Checks every rule before any work; the message names the offending field.

@@ -6,7 +6,7 @@
 //! name the app role.
 
 use super::{connect_once, describe_pg_error, StoreError};
-use crate::config::{DatabaseConfig, TlsMode};
+use super::{DatabaseConfig, TlsMode};
 
 pub const MIGRATOR_ROLE: &str = "ragbot_migrator";
 pub const APP_ROLE: &str = "ragbot_app";

@@ -34,7 +34,7 @@ pub struct Document {
     pub updated_at: DateTime<Utc>,
     /// The newest background ingestion job of a large document (`GET /documents/{id}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub job: Option<super::jobs::JobProgress>,
+    pub job: Option<JobProgress>,
 }
 
 const DOCUMENT_COLUMNS: &str = "id, title, source, source_key, s3_bucket, s3_key, content_sha256, \
@@ -367,4 +367,17 @@ pub async fn delete_by_source_key(
         Some(r) => Some(r.try_get(0)?),
         None => None,
     })
+}
+
+/// Where a job stands, as `GET /documents/{id}` shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct JobProgress {
+    pub id: Uuid,
+    /// `running`, `done` or `failed`.
+    pub status: String,
+    pub embedded: i32,
+    pub total: i32,
+    pub failure_reason: Option<String>,
+    pub content_sha256: String,
+    pub updated_at: DateTime<Utc>,
 }

@@ -4,28 +4,15 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
+pub use super::documents::JobProgress;
 use super::{
     documents::{self, NewChunk},
     StoreError, TenantTx,
 };
-
-/// Where a job stands, as `GET /documents/{id}` shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct JobProgress {
-    pub id: Uuid,
-    /// `running`, `done` or `failed`.
-    pub status: String,
-    pub embedded: i32,
-    pub total: i32,
-    pub failure_reason: Option<String>,
-    pub content_sha256: String,
-    pub updated_at: DateTime<Utc>,
-}
 
 /// What a worker's claim found.
 #[derive(Debug)]

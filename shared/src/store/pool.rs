@@ -5,7 +5,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{describe_pg_error, StoreError};
-use crate::config::{DatabaseConfig, TlsMode};
+use super::{DatabaseConfig, TlsMode};
 
 /// The shared handle on the database: a small deadpool-postgres pool.
 #[derive(Clone)]

@@ -149,3 +149,17 @@ impl Drop for TenantTx {
         }
     }
 }
+
+/// Every tenant that has data (documents or conversations), through the schema's
+/// `ragbot_tenants()` (the app role cannot see across tenants itself).
+pub async fn tenants(store: &super::Store) -> Result<Vec<crate::auth::Tenant>, StoreError> {
+    let client = store.client().await?;
+    let rows = client.query_typed("SELECT ragbot_tenants()", &[]).await?;
+    rows.iter()
+        .filter_map(|r| r.try_get::<_, String>(0).ok())
+        .map(|name| {
+            crate::auth::Tenant::parse(&name)
+                .map_err(|e| StoreError::Config(format!("stored tenant {name:?}: {e}")))
+        })
+        .collect()
+}

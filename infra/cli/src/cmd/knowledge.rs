@@ -5,7 +5,7 @@ use super::*;
 pub(crate) async fn embed_stdin() -> Result<(), String> {
     use std::io::{BufRead, Write};
     let settings = EmbeddingSettings::from_env().map_err(|e| e.to_string())?;
-    let embedder = embedding::from_config(&settings)
+    let embedder = providers::embedder(&settings)
         .await
         .map_err(|e| e.to_string())?
         .ok_or("EMBEDDING_PROVIDER=none: nothing to embed with")?;

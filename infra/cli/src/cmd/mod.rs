@@ -14,8 +14,8 @@ pub(crate) use std::net::SocketAddr;
 pub(crate) use ragbot::{
     auth::{mint_token, Role, Tenant},
     config::{AuthSettings, DatabaseConfig, EmbeddingSettings, TlsMode},
-    embedding::{self, EmbeddingProvider},
-    http, store, telemetry, AppState, Config,
+    embedding::EmbeddingProvider,
+    http, providers, store, telemetry, AppState, Config,
 };
 pub(crate) use ragbot_cli::{docs, web};
 

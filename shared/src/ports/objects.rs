@@ -1,7 +1,7 @@
 //! Ports of the ingestion domain: where documents are stored (S3) and the ledger that makes
 //! redelivered S3 events process once (DynamoDB). Adapters are in [`crate::aws`].
 
-use crate::BoxFuture;
+use crate::future::BoxFuture;
 
 /// A presigned PUT: send the file to `url` with exactly these headers.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -109,6 +109,11 @@ pub trait ObjectStore: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<String>, PortError>>;
 }
 
+/// How long a claim protects one S3 write from concurrent processing without being renewed (its
+/// holder renews it every third of this while working). An invocation that died mid-way is taken
+/// over after it: shorter than the minute Lambda waits before retrying a failed async invocation.
+pub const LEDGER_LEASE: std::time::Duration = std::time::Duration::from_secs(45);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
     /// This invocation processes the object version.
@@ -153,4 +158,29 @@ pub trait JobDispatcher: Send + Sync {
         job: &'a JobRef,
         workers: usize,
     ) -> BoxFuture<'a, Result<(), PortError>>;
+}
+
+/// A dispatcher shared by every invocation of the process (`Ingestor::dispatcher`).
+pub type SharedDispatcher = std::sync::Arc<dyn JobDispatcher>;
+
+/// One record of an object notification (S3 event), decoded: what happened to which object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectEvent {
+    /// The notification's event name (`ObjectCreated:Put`, `ObjectRemoved:Delete`, …).
+    pub name: String,
+    pub kind: ObjectEventKind,
+    pub bucket: String,
+    /// The object key, URL-decoded.
+    pub key: String,
+    /// Identifies the write the record reports (its sequencer, else its version id or ETag): a
+    /// redelivery repeats it, a new write of the same key changes it.
+    pub write: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectEventKind {
+    Created,
+    Removed,
+    /// Anything else (reported, not handled).
+    Other,
 }
