@@ -6,7 +6,7 @@ use lambda_http::{request::LambdaRequest, Adapter, Service};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 
-use crate::{ingest::document::Ingestor, AppState};
+use crate::{ingest::document::Ingestor, AppState, Function};
 
 pub type Error = lambda_runtime::Error;
 
@@ -22,37 +22,30 @@ pub enum Triggers {
 }
 
 impl Triggers {
-    pub fn of(function: &str) -> Triggers {
+    pub fn of(function: Function) -> Triggers {
         match function {
-            "embed" => Triggers::S3,
-            "backup" => Triggers::Backup,
-            _ => Triggers::HttpOnly,
+            Function::Embed => Triggers::S3,
+            Function::Backup => Triggers::Backup,
+            Function::Health | Function::Retrieve | Function::Chat => Triggers::HttpOnly,
         }
     }
 }
 
-/// Whether a function embeds (loads the model). Health must answer even when the model layer is
-/// broken, and backups copy stored vectors without computing any.
-pub fn needs_model(function: &str) -> bool {
-    matches!(function, "embed" | "retrieve" | "chat")
-}
-
 /// Cold start of a function that serves HTTP routes: configuration, telemetry, the function's
-/// routes and the app state (pool, clients, and the model when [`needs_model`]), built once per
+/// routes and the app state (pool, clients, and the model when [`Function::needs_model`]), built once per
 /// execution environment. Any failure ends the process with one line naming the function, which
 /// Lambda reports as the init error.
-pub async fn cold_start(function: &str) -> (axum::Router, AppState) {
+pub async fn cold_start(function: Function) -> (axum::Router, AppState) {
     let fail = |e: &dyn std::fmt::Display| -> ! {
         eprintln!("{function}: {e}");
         std::process::exit(2)
     };
     let mut config = crate::Config::from_env().unwrap_or_else(|e| fail(&e));
     crate::telemetry::init(config.log_format);
-    if !needs_model(function) {
+    if !function.needs_model() {
         config.embedding.provider = crate::config::EmbeddingProviderKind::None;
     }
-    let routes = crate::http::function_routes(function)
-        .unwrap_or_else(|| fail(&"no routes registered for this function"));
+    let routes = crate::http::function_routes(function);
     let state = AppState::init(config).await.unwrap_or_else(|e| fail(&e));
     (crate::http::app(routes, state.clone()), state)
 }

@@ -24,6 +24,7 @@ pub mod config;
 pub mod deploy;
 pub mod embedding;
 pub mod env;
+pub mod function;
 pub mod future;
 pub mod health;
 pub mod http;
@@ -41,4 +42,5 @@ pub mod telemetry;
 
 pub use app::AppState;
 pub use config::Config;
+pub use function::Function;
 pub use future::BoxFuture;

@@ -221,7 +221,7 @@ impl JobDispatcher for Recorder {
 fn source(ingestor: &Ingestor, key: &str) -> SourceFile {
     SourceFile {
         tenant: Tenant::parse("acme").unwrap(),
-        source: "api",
+        source: ragbot::store::Source::Api,
         bucket: ingestor.documents_bucket.clone(),
         key: key.to_string(),
         version: None,
@@ -439,7 +439,7 @@ async fn run_invocations(
                         .unwrap()
                         .as_millis() as u64;
                     ctx.deadline = now + 1_000;
-                    dispatch(router, &state, Triggers::of("embed"), event, ctx)
+                    dispatch(router, &state, Triggers::of(ragbot::Function::Embed), event, ctx)
                         .await
                         .map_err(|e| e.to_string())
                 });

@@ -100,8 +100,10 @@ fn every_served_route_is_routed_by_the_http_api_to_its_function() {
         if path == "/openapi.json" {
             continue; // every function serves the document
         }
-        let own = ragbot::http::function_routes(binary)
-            .unwrap_or_else(|| panic!("{binary} has HTTP events but no routes in the code"));
+        let own = binary
+            .parse::<ragbot::Function>()
+            .map(ragbot::http::function_routes)
+            .unwrap_or_else(|_| panic!("{binary} has HTTP events but no routes in the code"));
         let ops = operations(&ragbot::http::openapi(own));
         assert!(
             ops.contains(&(method.clone(), path.clone())),
@@ -154,9 +156,9 @@ fn the_chat_stream_has_a_streaming_function_url_that_verifies_tokens_itself() {
     assert!(!globals["JWT_ISSUER"].is_null() && !globals["JWT_AUDIENCE"].is_null());
     // It serves the chat routes (the stream among them) and is not behind the HTTP API.
     assert!(p["Events"].is_null(), "the Function URL is its only way in");
-    let served = operations(&ragbot::http::openapi(
-        ragbot::http::function_routes("chat").unwrap(),
-    ));
+    let served = operations(&ragbot::http::openapi(ragbot::http::function_routes(
+        ragbot::Function::Chat,
+    )));
     assert!(served.contains(&("post".to_string(), "/chat/stream".to_string())));
     // The fetcher: a plain Lambda function (the VPC globals do not apply), answering CloudFormation.
     let fetcher = &t["Resources"]["JwksFetcher"];

@@ -528,7 +528,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "ratelimit",
         ],
     ),
-    ("composition", &["config", "providers", "app", "deploy"]),
+    (
+        "composition",
+        &["config", "providers", "function", "app", "deploy"],
+    ),
     ("entrypoints", &["http", "lambda"]),
 ];
 

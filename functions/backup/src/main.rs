@@ -6,6 +6,6 @@ use ragbot::lambda::{self, Triggers};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda::Error> {
-    let (router, state) = lambda::cold_start("backup").await;
+    let (router, state) = lambda::cold_start(ragbot::Function::Backup).await;
     lambda::run(router, state, Triggers::Backup).await
 }

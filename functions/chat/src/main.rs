@@ -8,7 +8,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    let (router, state) = ragbot::lambda::cold_start("chat").await;
+    let (router, state) = ragbot::lambda::cold_start(ragbot::Function::Chat).await;
     if state.config.http.response_stream {
         lambda_http::run_with_streaming_response(router).await
     } else {

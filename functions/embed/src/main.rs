@@ -6,6 +6,6 @@ use ragbot::lambda::{self, Triggers};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda::Error> {
-    let (router, state) = lambda::cold_start("embed").await;
+    let (router, state) = lambda::cold_start(ragbot::Function::Embed).await;
     lambda::run(router, state, Triggers::S3).await
 }

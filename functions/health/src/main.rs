@@ -3,6 +3,6 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    let (router, _) = ragbot::lambda::cold_start("health").await;
+    let (router, _) = ragbot::lambda::cold_start(ragbot::Function::Health).await;
     lambda_http::run(router).await
 }

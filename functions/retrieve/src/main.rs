@@ -3,6 +3,6 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    let (router, _) = ragbot::lambda::cold_start("retrieve").await;
+    let (router, _) = ragbot::lambda::cold_start(ragbot::Function::Retrieve).await;
     lambda_http::run(router).await
 }

@@ -147,7 +147,7 @@ pub fn run() -> Result<(), String> {
             let chunks = crate::retrieve::mixed_chunks(&pool_texts, &pool, &mut rng, d * 1000, 1000);
             let doc = bench_document(format!("chat bench document {d}"), format!("chatbench:{d}"));
             let tx = state.store.begin(&tenant).await.map_err(describe)?;
-            let id = documents::upsert_document(&tx, &doc, "processing")
+            let id = documents::upsert_document(&tx, &doc, ragbot::store::DocumentStatus::Processing)
                 .await
                 .map_err(describe)?;
             documents::replace_chunks(&tx, id, &chunks, embedder.model_id())

@@ -34,7 +34,7 @@ async fn state() -> Result<AppState, String> {
 fn source(tenant: &Tenant, bucket: &str, key: &str) -> SourceFile {
     SourceFile {
         tenant: tenant.clone(),
-        source: "api",
+        source: ragbot::store::Source::Api,
         bucket: bucket.to_string(),
         key: key.to_string(),
         version: None,
@@ -72,14 +72,14 @@ pub fn run() -> Result<(), String> {
                 question: None,
                 answer: None,
                 metadata: json!({"page": i % 100}),
-                embedding: (0..384).map(|d| ((i * 31 + d) % 97) as f32 / 97.0 - 0.5).collect(),
+                embedding: Some((0..384).map(|d| ((i * 31 + d) % 97) as f32 / 97.0 - 0.5).collect()),
                 token_count: Some(180),
             })
             .collect();
         let doc = bench_document("copy bench".into(), "bench:copy".into());
         let t = Instant::now();
         let tx = state.store.begin(&tenant).await.map_err(|e| e.to_string())?;
-        let id = documents::upsert_document(&tx, &doc, "processing").await.map_err(|e| e.to_string())?;
+        let id = documents::upsert_document(&tx, &doc, ragbot::store::DocumentStatus::Processing).await.map_err(|e| e.to_string())?;
         let model = state.embedder.as_ref().map(|e| e.model_id().to_string()).unwrap_or_default();
         documents::replace_chunks(&tx, id, &rows, &model).await.map_err(|e| e.to_string())?;
         tx.commit().await.map_err(|e| e.to_string())?;

@@ -241,7 +241,7 @@ pub(crate) fn peak_rss_mb() -> f64 {
 pub(crate) fn bench_document(title: String, source_key: String) -> NewDocument {
     NewDocument {
         title,
-        source: "api",
+        source: ragbot::store::Source::Api,
         source_key,
         s3_bucket: None,
         s3_key: None,

@@ -134,7 +134,7 @@ pub(crate) fn mixed_chunks(
                 question: None,
                 answer: None,
                 metadata: json!({"n": n}),
-                embedding: v,
+                embedding: Some(v),
                 token_count: Some(180),
             }
         })
@@ -251,7 +251,7 @@ pub fn run() -> Result<(), String> {
                     let chunks = mixed_chunks(&pool_texts, &pool, &mut rng, d * 1000, 1000);
                     let doc = bench_document(format!("bench document {d}"), format!("bench:{n}:{d}"));
                     let tx = state.store.begin(&tenant).await.map_err(describe)?;
-                    let id = documents::upsert_document(&tx, &doc, "processing").await.map_err(describe)?;
+                    let id = documents::upsert_document(&tx, &doc, ragbot::store::DocumentStatus::Processing).await.map_err(describe)?;
                     documents::replace_chunks(&tx, id, &chunks, embedder.model_id()).await.map_err(describe)?;
                     tx.commit().await.map_err(describe)?;
                 }

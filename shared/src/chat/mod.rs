@@ -10,6 +10,7 @@
 //! ([`crate::llm::LlmProvider`]), the store ([`crate::store::conversations`]).
 
 pub mod citations;
+pub mod conversations;
 pub mod eval;
 mod pipeline;
 mod settings;

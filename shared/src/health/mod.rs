@@ -78,30 +78,16 @@ pub async fn check_database(
     warn_after: Duration,
 ) -> DatabaseHealth {
     let start = Instant::now();
-    let probe = async {
-        let client = store.client_once().await?;
-        let row = client
-            .query_typed(
-                "SELECT current_setting('server_version'), current_database()::text, \
-                 (SELECT extversion FROM pg_extension WHERE extname = 'vector')",
-                &[],
-            )
-            .await?;
-        let row = row.into_iter().next();
-        Ok::<_, crate::store::StoreError>(row.map(|r| {
-            (
-                r.get::<_, String>(0),
-                r.get::<_, String>(1),
-                r.get::<_, Option<String>>(2),
-            )
-        }))
-    };
-    let outcome = tokio::time::timeout(timeout, probe).await;
+    let outcome = tokio::time::timeout(timeout, crate::store::server_info(store)).await;
     let latency = start.elapsed();
     let latency_ms = round_ms(latency);
     telemetry::metric("DatabaseLatency", latency_ms, telemetry::Unit::Milliseconds);
     let health = match outcome {
-        Ok(Ok(Some((version, name, pgvector)))) => DatabaseHealth {
+        Ok(Ok(Some(crate::store::ServerInfo {
+            version,
+            database: name,
+            pgvector,
+        }))) => DatabaseHealth {
             status: ProbeStatus::Ok,
             latency_ms,
             database: Some(format!(

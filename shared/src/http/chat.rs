@@ -16,7 +16,7 @@ use super::{ApiError, ApiJson, ApiQuery, Authorized, ErrorEnvelope, Reader, Rout
 use crate::{
     chat::{self, ChatError, ChatRequest, ChatResponse, MessageRequest, Question},
     llm::LlmError,
-    store::conversations::{self, Conversation, StoredMessage},
+    store::conversations::{Conversation, StoredMessage},
     AppState,
 };
 
@@ -181,13 +181,7 @@ async fn list_conversations(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ConversationPage>, ApiError> {
     let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::validation("limit must be between 1 and 200"));
-    }
-    let owner = chat::owner_of(&who);
-    let tx = state.store.begin(&who.tenant).await?;
-    let page = conversations::list(&tx, &owner, q.after, limit).await?;
-    tx.commit().await?;
+    let page = chat::conversations::list(&state.store, &who, q.after, limit).await?;
     let next = (page.len() as i64 == limit)
         .then(|| page.last().map(|c| c.id))
         .flatten();
@@ -229,16 +223,7 @@ async fn create_conversation(
     if title.as_ref().is_some_and(|t| t.chars().count() > 200) {
         return Err(ApiError::validation("title is longer than 200 characters"));
     }
-    if title
-        .as_ref()
-        .is_some_and(|t| t.chars().any(char::is_control))
-    {
-        return Err(ApiError::validation("title contains control characters"));
-    }
-    let owner = chat::owner_of(&who);
-    let tx = state.store.begin(&who.tenant).await?;
-    let c = conversations::create(&tx, None, &owner, title.as_deref()).await?;
-    tx.commit().await?;
+    let c = chat::conversations::create(&state.store, &who, title.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(c)).into_response())
 }
 
@@ -259,15 +244,7 @@ async fn load(
     who: &Authorized<Reader>,
     id: Uuid,
 ) -> Result<(Conversation, Vec<StoredMessage>), ApiError> {
-    let owner = chat::owner_of(who);
-    let tx = state.store.begin(&who.tenant).await?;
-    let Some(c) = conversations::get(&tx, id, &owner).await? else {
-        tx.commit().await?;
-        return Err(ChatError::ConversationNotFound(id).into());
-    };
-    let messages = conversations::messages(&tx, id).await?;
-    tx.commit().await?;
-    Ok((c, messages))
+    Ok(chat::conversations::get(&state.store, who, id).await?)
 }
 
 /// One of the caller's conversations with its messages and their citations, oldest first.
@@ -320,15 +297,8 @@ async fn delete_conversation(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, "conversation")?;
-    let owner = chat::owner_of(&who);
-    let tx = state.store.begin(&who.tenant).await?;
-    let deleted = conversations::delete(&tx, id, &owner).await?;
-    tx.commit().await?;
-    if deleted {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ChatError::ConversationNotFound(id).into())
-    }
+    chat::conversations::delete(&state.store, &who, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Asks a question in one of the caller's conversations (the same answer as `POST /chat`).
@@ -394,23 +364,10 @@ async fn feedback(
         .as_deref()
         .map(str::trim)
         .filter(|c| !c.is_empty());
-    if comment.is_some_and(|c| c.chars().count() > 2000) {
-        return Err(ApiError::validation(
-            "comment is longer than 2000 characters",
-        ));
-    }
-    let owner = chat::owner_of(&who);
-    let tx = state.store.begin(&who.tenant).await?;
-    if !conversations::owned(&tx, id, &owner).await? {
-        tx.commit().await?;
-        return Err(ChatError::ConversationNotFound(id).into());
-    }
-    let stored = conversations::set_feedback(&tx, id, message_id, &req.rating, comment).await?;
-    tx.commit().await?;
-    match stored {
-        Some(m) => Ok(Json(m)),
-        None => Err(ChatError::MessageNotFound(message_id).into()),
-    }
+    let stored =
+        chat::conversations::set_feedback(&state.store, &who, id, message_id, &req.rating, comment)
+            .await?;
+    Ok(Json(stored))
 }
 
 /// The original system's path of `GET /conversations`.

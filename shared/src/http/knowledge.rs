@@ -1,7 +1,5 @@
 //! Knowledge routes (admin): Q&A pairs, documents.
 
-use std::sync::Arc;
-
 use axum::{
     extract::{FromRequest, Multipart, Path, Request, State},
     http::StatusCode,
@@ -15,11 +13,14 @@ use uuid::Uuid;
 use super::{Admin, ApiError, ApiJson, ApiQuery, Authorized, ErrorEnvelope, Routes};
 use crate::{
     ingest::{
-        document::{SourceFile, UploadTicket},
+        document::{self, Upload, UploadTicket},
         qa::QaBody,
         Change, IngestError, Outcome,
     },
-    store::documents::{self, Document, ListFilter},
+    store::{
+        documents::{Document, ListFilter},
+        DocumentStatus, Source,
+    },
     AppState,
 };
 
@@ -56,6 +57,9 @@ impl From<IngestError> for ApiError {
             IngestError::Dependency(e) => {
                 ApiError::unavailable(format!("{} is unavailable; retry shortly", e.dependency))
                     .caused_by(e)
+            }
+            IngestError::FileStore { message, source } => {
+                ApiError::unavailable(message).caused_by(source)
             }
             IngestError::Store(e) => e.into(),
         }
@@ -176,41 +180,17 @@ async fn upload_document(
             .map_err(super::body_rejection)?;
         (q.name, header_type, data)
     };
-    if bytes.is_empty() {
-        return Err(ApiError::unprocessable("the uploaded file is empty"));
-    }
-    let name = sanitize_name(name.as_deref().unwrap_or("upload"));
-    let key = format!("tenants/{}/uploads/{name}", who.tenant);
-    let ingestor = &state.ingestor;
-    let bytes = Arc::new(bytes.to_vec());
-    // Validate (type, parse, chunk) before storing anything.
-    let prepared = ingestor
-        .prepare(content_type.as_deref(), &name, bytes.clone())
-        .await?;
-    let mime = prepared.format.mime();
-    ingestor
-        .objects
-        .put(&ingestor.documents_bucket, &key, bytes.to_vec(), mime)
-        .await
-        .map_err(|e| {
-            ApiError::unavailable(format!(
-                "could not store the file: {} is unavailable; nothing was ingested, retry shortly",
-                e.dependency
-            ))
-            .caused_by(e)
-        })?;
-    let src = SourceFile {
-        tenant: who.tenant.clone(),
-        source: "api",
-        bucket: ingestor.documents_bucket.clone(),
-        key,
-        version: None,
-        content_type: Some(mime.to_string()),
-        title: q.title.filter(|t| !t.trim().is_empty()),
-        metadata: serde_json::json!({}),
-    };
-    let outcome = ingestor
-        .ingest_file(&src, bytes.to_vec(), Some(prepared))
+    let outcome = state
+        .ingestor
+        .upload(
+            &who.tenant,
+            Upload {
+                name,
+                content_type,
+                title: q.title,
+                bytes: bytes.to_vec(),
+            },
+        )
         .await?;
     Ok(outcome_response(outcome))
 }
@@ -252,7 +232,7 @@ async fn create_upload(
     who: Authorized<Admin>,
     ApiJson(body): ApiJson<UploadRequest>,
 ) -> Result<Response, ApiError> {
-    let name = sanitize_name(&body.name);
+    let name = document::sanitize_name(&body.name);
     let ticket = state
         .ingestor
         .presign_upload(&who.tenant, &name, body.size, body.content_type.as_deref())
@@ -272,7 +252,7 @@ async fn upload_status(
     who: Authorized<Admin>,
     Path(name): Path<String>,
 ) -> Result<Json<Document>, ApiError> {
-    let name = sanitize_name(&name);
+    let name = document::sanitize_name(&name);
     state
         .ingestor
         .uploaded(&who.tenant, &name)
@@ -283,22 +263,6 @@ async fn upload_status(
                 "no document from the upload {name} yet: PUT the file to its upload URL; ingestion starts once it is stored"
             ))
         })
-}
-
-fn sanitize_name(name: &str) -> String {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    let clean: String = base
-        .chars()
-        .map(|c| if c.is_control() { '_' } else { c })
-        .collect::<String>()
-        .trim()
-        .trim_start_matches('.')
-        .to_string();
-    if clean.is_empty() {
-        "upload".to_string()
-    } else {
-        clean.chars().take(200).collect()
-    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -336,36 +300,30 @@ async fn list_documents(
     if !(1..=200).contains(&limit) {
         return Err(ApiError::validation("limit must be between 1 and 200"));
     }
-    if let Some(s) = q
+    let source = q
         .source
         .as_deref()
-        .filter(|s| !["api", "s3", "qa"].contains(s))
-    {
-        return Err(ApiError::validation(format!(
-            "source '{s}' is not one of api, s3, qa"
-        )));
-    }
-    if let Some(s) = q
+        .map(str::parse::<Source>)
+        .transpose()
+        .map_err(|e| ApiError::validation(format!("source {e}")))?;
+    let status = q
         .status
         .as_deref()
-        .filter(|s| !["pending", "processing", "ready", "failed"].contains(s))
-    {
-        return Err(ApiError::validation(format!(
-            "status '{s}' is not one of pending, processing, ready, failed"
-        )));
-    }
-    let tx = state.store.begin(&who.tenant).await?;
-    let docs = documents::list(
-        &tx,
-        &ListFilter {
-            source: q.source,
-            status: q.status,
-            after: q.after,
-            limit,
-        },
-    )
-    .await?;
-    tx.commit().await?;
+        .map(str::parse::<DocumentStatus>)
+        .transpose()
+        .map_err(|e| ApiError::validation(format!("status {e}")))?;
+    let docs = state
+        .ingestor
+        .list_documents(
+            &who.tenant,
+            &ListFilter {
+                source,
+                status,
+                after: q.after,
+                limit,
+            },
+        )
+        .await?;
     let next = (docs.len() as i64 == limit)
         .then(|| docs.last().map(|d| d.id))
         .flatten();
@@ -393,16 +351,9 @@ async fn get_document(
     Path(id): Path<String>,
 ) -> Result<Json<Document>, ApiError> {
     let id = parse_id(&id)?;
-    let tx = state.store.begin(&who.tenant).await?;
-    let doc = documents::get(&tx, id).await?;
-    let job = match &doc {
-        Some(_) => crate::store::jobs::latest_for_document(&tx, id).await?,
-        None => None,
-    };
-    tx.commit().await?;
-    let mut doc = doc.ok_or_else(|| ApiError::not_found(format!("no document {id}")))?;
-    doc.job = job;
-    Ok(Json(doc))
+    let doc = state.ingestor.document(&who.tenant, id).await?;
+    doc.map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no document {id}")))
 }
 
 /// Deletes a document, its chunks and its stored file.
@@ -417,26 +368,8 @@ async fn delete_document(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    let tx = state.store.begin(&who.tenant).await?;
-    let Some(doc) = documents::delete(&tx, id).await? else {
+    if !state.ingestor.delete_document(&who.tenant, id).await? {
         return Err(ApiError::not_found(format!("no document {id}")));
-    };
-    // The file goes before the commit: if S3 fails, the document stays (rolled back) and the call
-    // can be retried. If the commit then fails, S3's ObjectRemoved event removes the document.
-    if let (Some(bucket), Some(key)) = (&doc.s3_bucket, &doc.s3_key) {
-        state
-            .ingestor
-            .objects
-            .delete(bucket, key)
-            .await
-            .map_err(|e| {
-                ApiError::unavailable(format!(
-                    "could not delete the stored file: {} is unavailable; nothing was deleted, retry shortly",
-                    e.dependency
-                ))
-                .caused_by(e)
-            })?;
     }
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -40,7 +40,7 @@ pub use request_id::{current_request_id, REQUEST_ID_HEADER};
 pub(crate) use routes::receiver_stream;
 pub use routes::Routes;
 
-use crate::{config::HttpSettings, AppState};
+use crate::{config::HttpSettings, AppState, Function};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -259,14 +259,13 @@ fn cors(http: &HttpSettings) -> Option<CorsLayer> {
 
 /// The HTTP routes each Lambda function serves (its `main` uses this; the template test checks that
 /// the HTTP API sends each route to the function serving it).
-pub fn function_routes(function: &str) -> Option<Routes> {
+pub fn function_routes(function: Function) -> Routes {
     match function {
-        "health" => Some(health::routes()),
-        "embed" => Some(knowledge::write_routes()),
-        "retrieve" => Some(retrieve::routes().merge(knowledge::read_routes())),
-        "backup" => Some(backups::routes()),
-        "chat" => Some(chat::routes().merge(openai_compat::routes())),
-        _ => None,
+        Function::Health => health::routes(),
+        Function::Embed => knowledge::write_routes(),
+        Function::Retrieve => retrieve::routes().merge(knowledge::read_routes()),
+        Function::Backup => backups::routes(),
+        Function::Chat => chat::routes().merge(openai_compat::routes()),
     }
 }
 

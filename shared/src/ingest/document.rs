@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{chunking::Chunker, sha256_hex, Change, IngestError, Outcome};
+use crate::store::{DocumentStatus, JobStatus, RecordResult, Source};
 use crate::{
     auth::Tenant,
     embedding::SharedEmbedder,
@@ -24,7 +25,7 @@ use crate::{
 pub struct SourceFile {
     pub tenant: Tenant,
     /// `api` (uploaded through `POST /documents`) or `s3` (put into the bucket directly).
-    pub source: &'static str,
+    pub source: Source,
     pub bucket: String,
     pub key: String,
     pub version: Option<String>,
@@ -88,6 +89,34 @@ pub fn upload_key(tenant: &Tenant, name: &str) -> String {
     format!("tenants/{tenant}/uploads/{name}")
 }
 
+/// A file sent to `POST /documents` (multipart or raw body).
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The file's name as sent (multipart file name or `?name=`); [`sanitize_name`]d here.
+    pub name: Option<String>,
+    pub content_type: Option<String>,
+    pub title: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+/// A file name safe as the last part of an S3 key: no directories, no control characters, no
+/// leading dots, at most 200 characters (`upload` when nothing is left).
+pub fn sanitize_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let clean: String = base
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .collect::<String>()
+        .trim()
+        .trim_start_matches('.')
+        .to_string();
+    if clean.is_empty() {
+        "upload".to_string()
+    } else {
+        clean.chars().take(200).collect()
+    }
+}
+
 /// What `POST /documents/uploads` answers.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UploadTicket {
@@ -106,9 +135,7 @@ pub struct RecordReport {
     pub bucket: String,
     pub key: String,
     pub tenant: String,
-    /// `ingested`, `processing` (a large document: its workers embed it, see `job_id`),
-    /// `unchanged`, `failed`, `removed`, `not_found`, `duplicate`, `skipped`.
-    pub result: String,
+    pub result: RecordResult,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -166,17 +193,17 @@ impl Ingestor {
                 .unwrap_or_else(|| src.file_name().to_string())
         };
         if let Some(stored) = &existing {
-            if stored.content_sha256 == sha && stored.status == "ready" {
+            if stored.content_sha256 == sha && stored.status == DocumentStatus::Ready {
                 return Ok(Outcome {
                     document_id: stored.id,
                     title: name(),
-                    status: "ready",
+                    status: DocumentStatus::Ready,
                     chunks: stored.chunk_count.max(0) as usize,
                     change: Change::Unchanged,
                     job_id: None,
                 });
             }
-            if stored.content_sha256 == sha && stored.status == "processing" {
+            if stored.content_sha256 == sha && stored.status == DocumentStatus::Processing {
                 if let Some(outcome) = self.resume_job(src, stored.id, &sha, name()).await? {
                     return Ok(outcome);
                 }
@@ -212,7 +239,7 @@ impl Ingestor {
                 text: d.text,
                 question: None,
                 answer: None,
-                embedding: Vec::new(),
+                embedding: None,
                 token_count: i32::try_from(d.token_count).ok(),
             });
         }
@@ -222,7 +249,7 @@ impl Ingestor {
                 question: Some(p.question.trim().to_string()),
                 answer: Some(p.answer.trim().to_string()),
                 metadata: with_doc_metadata(json!({})),
-                embedding: Vec::new(),
+                embedding: None,
                 token_count: None,
             });
         }
@@ -262,7 +289,7 @@ impl Ingestor {
             let vectors = embedder.embed(&texts).await?;
             crate::embedding::check_count(batch.len(), vectors.len())?;
             for (c, v) in batch.iter_mut().zip(vectors) {
-                c.embedding = v;
+                c.embedding = Some(v);
             }
         }
         super::write_version(
@@ -274,6 +301,96 @@ impl Ingestor {
             existing.is_some(),
         )
         .await
+    }
+
+    /// A page of the tenant's documents.
+    pub async fn list_documents(
+        &self,
+        tenant: &Tenant,
+        filter: &documents::ListFilter,
+    ) -> Result<Vec<documents::Document>, IngestError> {
+        let tx = self.store.begin(tenant).await?;
+        let docs = documents::list(&tx, filter).await?;
+        tx.commit().await?;
+        Ok(docs)
+    }
+
+    /// One of the tenant's documents, with its latest ingestion job (a large document's
+    /// progress).
+    pub async fn document(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+    ) -> Result<Option<documents::Document>, IngestError> {
+        let tx = self.store.begin(tenant).await?;
+        let mut doc = documents::get(&tx, id).await?;
+        if let Some(doc) = doc.as_mut() {
+            doc.job = jobs::latest_for_document(&tx, id).await?;
+        }
+        tx.commit().await?;
+        Ok(doc)
+    }
+
+    /// A file uploaded through the API: checked (type, parse, chunk) before anything is stored,
+    /// then kept in the documents bucket under `tenants/<tenant>/uploads/<name>` and ingested
+    /// from there. A file that cannot be stored is not ingested.
+    pub async fn upload(&self, tenant: &Tenant, upload: Upload) -> Result<Outcome, IngestError> {
+        if upload.bytes.is_empty() {
+            return Err(IngestError::Invalid("the uploaded file is empty".into()));
+        }
+        let name = sanitize_name(upload.name.as_deref().unwrap_or("upload"));
+        let key = upload_key(tenant, &name);
+        let bytes = Arc::new(upload.bytes);
+        let prepared = self
+            .prepare(upload.content_type.as_deref(), &name, bytes.clone())
+            .await?;
+        let mime = prepared.format.mime();
+        self.objects
+            .put(&self.documents_bucket, &key, bytes.to_vec(), mime)
+            .await
+            .map_err(|e| IngestError::FileStore {
+                message: format!(
+                    "could not store the file: {} is unavailable; nothing was ingested, retry shortly",
+                    e.dependency
+                ),
+                source: e,
+            })?;
+        let src = SourceFile {
+            tenant: tenant.clone(),
+            source: Source::Api,
+            bucket: self.documents_bucket.clone(),
+            key,
+            version: None,
+            content_type: Some(mime.to_string()),
+            title: upload.title.filter(|t| !t.trim().is_empty()),
+            metadata: json!({}),
+        };
+        self.ingest_file(&src, bytes.to_vec(), Some(prepared)).await
+    }
+
+    /// Deletes the tenant's document `id`, its chunks and its stored file; `false` when the
+    /// tenant has no such document. The file goes before the commit: if S3 fails, the document
+    /// stays (rolled back) and the call can be retried; if the commit then fails, S3's
+    /// ObjectRemoved event removes the document.
+    pub async fn delete_document(&self, tenant: &Tenant, id: Uuid) -> Result<bool, IngestError> {
+        let tx = self.store.begin(tenant).await?;
+        let Some(doc) = documents::delete(&tx, id).await? else {
+            return Ok(false);
+        };
+        if let (Some(bucket), Some(key)) = (&doc.s3_bucket, &doc.s3_key) {
+            self.objects
+                .delete(bucket, key)
+                .await
+                .map_err(|e| IngestError::FileStore {
+                    message: format!(
+                        "could not delete the stored file: {} is unavailable; nothing was deleted, retry shortly",
+                        e.dependency
+                    ),
+                    source: e,
+                })?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// A presigned upload (`POST /documents/uploads`): checks the name's format and the declared
@@ -351,11 +468,12 @@ impl Ingestor {
         let (doc, chunks) = super::qa::unembedded(body);
         let existing = super::stored_version(&self.store, tenant, &doc.source_key).await?;
         if let Some(stored) = &existing {
-            if stored.content_sha256 == doc.content_sha256 && stored.status == "ready" {
+            if stored.content_sha256 == doc.content_sha256 && stored.status == DocumentStatus::Ready
+            {
                 return Ok(Outcome {
                     document_id: stored.id,
                     title: doc.title.clone(),
-                    status: "ready",
+                    status: DocumentStatus::Ready,
                     chunks: chunks.len(),
                     change: Change::Unchanged,
                     job_id: None,
@@ -384,7 +502,7 @@ impl Ingestor {
         existed: bool,
     ) -> Result<Outcome, IngestError> {
         let tx = self.store.begin_long(tenant).await?;
-        let document_id = documents::upsert_document(&tx, doc, "processing").await?;
+        let document_id = documents::upsert_document(&tx, doc, DocumentStatus::Processing).await?;
         let job_id = jobs::create(&tx, document_id, &doc.content_sha256, model, chunks).await?;
         tx.commit().await?;
         tracing::info!(%document_id, job = %job_id, chunks = chunks.len(), workers = self.jobs.workers_for(chunks.len()), "large document staged for its workers");
@@ -396,7 +514,7 @@ impl Ingestor {
         Ok(Outcome {
             document_id,
             title: doc.title.clone(),
-            status: "processing",
+            status: DocumentStatus::Processing,
             chunks: chunks.len(),
             change: if existed {
                 Change::Updated
@@ -420,7 +538,8 @@ impl Ingestor {
         let tx = self.store.begin(&src.tenant).await?;
         let job = jobs::latest_for_document(&tx, document_id).await?;
         tx.commit().await?;
-        let Some(job) = job.filter(|j| j.status == "running" && j.content_sha256 == sha) else {
+        let Some(job) = job.filter(|j| j.status == JobStatus::Running && j.content_sha256 == sha)
+        else {
             return Ok(None);
         };
         let idle = chrono::Utc::now() - job.updated_at;
@@ -436,7 +555,7 @@ impl Ingestor {
         Ok(Some(Outcome {
             document_id,
             title,
-            status: "processing",
+            status: DocumentStatus::Processing,
             chunks: job.total.max(0) as usize,
             change: Change::Unchanged,
             job_id: Some(job.id),
@@ -518,7 +637,7 @@ impl Ingestor {
             bucket: bucket.to_string(),
             key: key.clone(),
             tenant: String::new(),
-            result: "skipped".into(),
+            result: RecordResult::Skipped,
             document_id: None,
             chunks: None,
             reason: None,
@@ -531,7 +650,7 @@ impl Ingestor {
         let tenant = match self.tenant_of(&key) {
             Ok(t) => t,
             Err(e) => {
-                report.result = "failed".into();
+                report.result = RecordResult::Failed;
                 report.reason = Some(e.to_string());
                 return Ok(report);
             }
@@ -549,11 +668,10 @@ impl Ingestor {
             let removed = documents::delete_by_source_key(&tx, &format!("s3:{key}")).await?;
             tx.commit().await?;
             report.result = if removed.is_some() {
-                "removed"
+                RecordResult::Removed
             } else {
-                "not_found"
-            }
-            .into();
+                RecordResult::NotFound
+            };
             report.document_id = removed;
             return Ok(report);
         }
@@ -571,7 +689,7 @@ impl Ingestor {
         match self.ledger.claim(&ledger_id).await? {
             Claim::Acquired => {}
             Claim::Done | Claim::InProgress => {
-                report.result = "duplicate".into();
+                report.result = RecordResult::Duplicate;
                 return Ok(report);
             }
         }
@@ -582,7 +700,9 @@ impl Ingestor {
         };
         match result {
             Ok(()) => {
-                self.ledger.complete(&ledger_id, &report.result).await?;
+                self.ledger
+                    .complete(&ledger_id, report.result.as_str())
+                    .await?;
                 Ok(report)
             }
             Err(e) => {
@@ -607,7 +727,7 @@ impl Ingestor {
             bucket: bucket.to_string(),
             key: key.to_string(),
             tenant: String::new(),
-            result: "skipped".into(),
+            result: RecordResult::Skipped,
             document_id: None,
             chunks: None,
             reason: None,
@@ -632,7 +752,7 @@ impl Ingestor {
         report: &mut RecordReport,
     ) -> Result<(), IngestError> {
         let Some(object) = self.objects.get(bucket, key).await? else {
-            report.result = "not_found".into();
+            report.result = RecordResult::NotFound;
             report.reason = Some("the object no longer exists".into());
             return Ok(());
         };
@@ -650,7 +770,7 @@ impl Ingestor {
         let (title, metadata) = sidecar_metadata(sidecar.as_ref().map(|o| o.bytes.as_slice()));
         let src = SourceFile {
             tenant: tenant.clone(),
-            source: "s3",
+            source: Source::S3,
             bucket: bucket.to_string(),
             key: key.to_string(),
             version: object.version.clone().or(object.etag.clone()),
@@ -665,13 +785,12 @@ impl Ingestor {
         match outcome {
             Ok(outcome) => {
                 report.result = if outcome.job_id.is_some() {
-                    "processing"
+                    RecordResult::Processing
                 } else if outcome.change == Change::Unchanged {
-                    "unchanged"
+                    RecordResult::Unchanged
                 } else {
-                    "ingested"
-                }
-                .into();
+                    RecordResult::Ingested
+                };
                 report.job_id = outcome.job_id;
                 report.document_id = Some(outcome.document_id);
                 report.chunks = Some(outcome.chunks);
@@ -684,7 +803,7 @@ impl Ingestor {
             ) => {
                 tracing::warn!(key = %key, reason = %reason, "document rejected");
                 let id = self.record_failure(&src, &object.bytes, &reason).await?;
-                report.result = "failed".into();
+                report.result = RecordResult::Failed;
                 report.document_id = Some(id);
                 report.reason = Some(reason);
                 Ok(())

@@ -22,6 +22,10 @@ pub enum IngestError {
     /// S3, the DynamoDB ledger or the Lambda API failed (transient: the event is retried).
     #[error("{} failed: {}", .0.dependency, .0.message)]
     Dependency(PortError),
+    /// The file could not be stored in (or deleted from) the documents bucket: nothing was
+    /// changed. The message says so, for a person.
+    #[error("{message}")]
+    FileStore { message: String, source: PortError },
 }
 
 impl From<ParseError> for IngestError {

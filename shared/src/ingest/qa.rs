@@ -6,6 +6,7 @@ use serde_json::json;
 pub use crate::parsing::{QaBody, QaPair};
 
 use super::{sha256_hex, Change, IngestError, Outcome};
+use crate::store::{DocumentStatus, Source};
 use crate::{
     auth::Tenant,
     embedding::EmbeddingProvider,
@@ -90,13 +91,13 @@ pub(crate) fn unembedded(body: &QaBody) -> (NewDocument, Vec<NewChunk>) {
             question: Some(p.question.trim().to_string()),
             answer: Some(p.answer.trim().to_string()),
             metadata: json!({}),
-            embedding: Vec::new(),
+            embedding: None,
             token_count: None,
         })
         .collect();
     let doc = NewDocument {
         title: body.document_title.trim().to_string(),
-        source: "qa",
+        source: Source::Qa,
         source_key: body.source_key(),
         s3_bucket: None,
         s3_key: None,
@@ -123,11 +124,11 @@ pub async fn ingest(
     // Cheap check first: resubmitting the same pairs embeds nothing.
     let existing = super::stored_version(store, tenant, &source_key).await?;
     if let Some(stored) = &existing {
-        if stored.content_sha256 == sha && stored.status == "ready" {
+        if stored.content_sha256 == sha && stored.status == DocumentStatus::Ready {
             return Ok(Outcome {
                 document_id: stored.id,
                 title,
-                status: "ready",
+                status: DocumentStatus::Ready,
                 chunks: body.question_answer_data.len(),
                 change: Change::Unchanged,
                 job_id: None,
@@ -148,7 +149,7 @@ pub async fn ingest(
     let (doc, mut chunks) = unembedded(body);
     crate::embedding::check_count(chunks.len(), vectors.len())?;
     for (c, v) in chunks.iter_mut().zip(vectors) {
-        c.embedding = v;
+        c.embedding = Some(v);
     }
     super::write_version(
         store,

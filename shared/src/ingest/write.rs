@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::IngestError;
+use crate::store::DocumentStatus;
 use crate::{
     auth::Tenant,
     store::{
@@ -27,7 +28,7 @@ pub enum Change {
 pub struct Outcome {
     pub document_id: Uuid,
     pub title: String,
-    pub status: &'static str,
+    pub status: DocumentStatus,
     pub chunks: usize,
     pub change: Change,
     /// Set when the document is large enough to be embedded by background workers: `status` is
@@ -65,7 +66,7 @@ pub(crate) async fn write_version(
     Ok(Outcome {
         document_id: id,
         title: doc.title.clone(),
-        status: "ready",
+        status: DocumentStatus::Ready,
         chunks: chunks.len(),
         change: if existed {
             Change::Updated
@@ -90,7 +91,7 @@ async fn write_once(
     } else {
         store.begin(tenant).await?
     };
-    let id = documents::upsert_document(&tx, doc, "processing").await?;
+    let id = documents::upsert_document(&tx, doc, DocumentStatus::Processing).await?;
     documents::replace_chunks(&tx, id, chunks, model).await?;
     tx.commit().await?;
     Ok(id)

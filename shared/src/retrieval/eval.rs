@@ -150,7 +150,7 @@ pub async fn ingest_corpus(
         };
         let src = SourceFile {
             tenant: tenant.clone(),
-            source: "api",
+            source: crate::store::Source::Api,
             bucket: ingestor.documents_bucket.clone(),
             key: format!("eval/{}/{}.txt", data.name, doc.id),
             version: None,

@@ -11,21 +11,19 @@ use tokio_postgres::{
 };
 use uuid::Uuid;
 
-use super::{StoreError, TenantTx};
+use super::{kinds::column, DocumentStatus, JobStatus, Source, StoreError, TenantTx};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Document {
     pub id: Uuid,
     pub title: String,
-    /// `api`, `s3` or `qa`.
-    pub source: String,
+    pub source: Source,
     pub source_key: String,
     pub s3_bucket: Option<String>,
     pub s3_key: Option<String>,
     pub content_sha256: String,
     pub mime: String,
-    /// `pending`, `processing`, `ready` or `failed`.
-    pub status: String,
+    pub status: DocumentStatus,
     pub failure_reason: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: Value,
@@ -45,13 +43,13 @@ impl Document {
         Ok(Document {
             id: r.try_get(0)?,
             title: r.try_get(1)?,
-            source: r.try_get(2)?,
+            source: column(r, 2)?,
             source_key: r.try_get(3)?,
             s3_bucket: r.try_get(4)?,
             s3_key: r.try_get(5)?,
             content_sha256: r.try_get(6)?,
             mime: r.try_get(7)?,
-            status: r.try_get(8)?,
+            status: column(r, 8)?,
             failure_reason: r.try_get(9)?,
             metadata: r.try_get(10)?,
             chunk_count: r.try_get(11)?,
@@ -66,7 +64,7 @@ impl Document {
 #[derive(Debug, Clone)]
 pub struct NewDocument {
     pub title: String,
-    pub source: &'static str,
+    pub source: Source,
     pub source_key: String,
     pub s3_bucket: Option<String>,
     pub s3_key: Option<String>,
@@ -83,14 +81,15 @@ pub struct NewChunk {
     pub question: Option<String>,
     pub answer: Option<String>,
     pub metadata: Value,
-    pub embedding: Vec<f32>,
+    /// `None` until embedded (a large document's chunks wait for their workers).
+    pub embedding: Option<Vec<f32>>,
     pub token_count: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
-    pub source: Option<String>,
-    pub status: Option<String>,
+    pub source: Option<Source>,
+    pub status: Option<DocumentStatus>,
     /// Keyset pagination: documents created before this one (the previous page's last id).
     pub after: Option<Uuid>,
     pub limit: i64,
@@ -101,7 +100,7 @@ pub struct ListFilter {
 pub struct Stored {
     pub id: Uuid,
     pub content_sha256: String,
-    pub status: String,
+    pub status: DocumentStatus,
     pub chunk_count: i32,
 }
 
@@ -120,7 +119,7 @@ pub async fn find_by_source_key(
         Some(r) => Some(Stored {
             id: r.try_get(0)?,
             content_sha256: r.try_get(1)?,
-            status: r.try_get(2)?,
+            status: column(&r, 2)?,
             chunk_count: r.try_get(3)?,
         }),
         None => None,
@@ -131,7 +130,7 @@ pub async fn find_by_source_key(
 pub async fn upsert_document(
     tx: &TenantTx,
     doc: &NewDocument,
-    status: &str,
+    status: DocumentStatus,
 ) -> Result<Uuid, StoreError> {
     let row = tx
         .query_opt(
@@ -148,7 +147,7 @@ pub async fn upsert_document(
             &[
                 tx.tenant_param(),
                 (&doc.title, Type::TEXT),
-                (&doc.source, Type::TEXT),
+                (&doc.source.as_str(), Type::TEXT),
                 (&doc.source_key, Type::TEXT),
                 (&doc.s3_bucket, Type::TEXT),
                 (&doc.s3_key, Type::TEXT),
@@ -156,7 +155,7 @@ pub async fn upsert_document(
                 (&doc.content_sha256, Type::TEXT),
                 (&doc.mime, Type::TEXT),
                 (&doc.metadata, Type::JSONB),
-                (&status, Type::TEXT),
+                (&status.as_str(), Type::TEXT),
             ],
         )
         .await?
@@ -171,7 +170,7 @@ pub async fn mark_failed(
     doc: &NewDocument,
     reason: &str,
 ) -> Result<Uuid, StoreError> {
-    let id = upsert_document(tx, doc, "failed").await?;
+    let id = upsert_document(tx, doc, DocumentStatus::Failed).await?;
     tx.execute(
         "UPDATE documents SET failure_reason = $2 WHERE id = $1",
         &[(&id, Type::UUID), (&reason, Type::TEXT)],
@@ -259,7 +258,7 @@ pub(crate) async fn copy_to_staging(
     for (ordinal, c) in chunks.iter().enumerate() {
         let ordinal = i32::try_from(ordinal)
             .map_err(|_| StoreError::Config("too many chunks in one document".into()))?;
-        let embedding = (!c.embedding.is_empty()).then(|| Vector::from(c.embedding.clone()));
+        let embedding = c.embedding.clone().map(Vector::from);
         writer
             .as_mut()
             .write(&[
@@ -329,8 +328,8 @@ pub async fn list(tx: &TenantTx, f: &ListFilter) -> Result<Vec<Document>, StoreE
             ),
             &[
                 tx.tenant_param(),
-                (&f.source, Type::TEXT),
-                (&f.status, Type::TEXT),
+                (&f.source.map(Source::as_str), Type::TEXT),
+                (&f.status.map(DocumentStatus::as_str), Type::TEXT),
                 (&f.after, Type::UUID),
                 (&f.limit, Type::INT8),
             ],
@@ -373,8 +372,7 @@ pub async fn delete_by_source_key(
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobProgress {
     pub id: Uuid,
-    /// `running`, `done` or `failed`.
-    pub status: String,
+    pub status: JobStatus,
     pub embedded: i32,
     pub total: i32,
     pub failure_reason: Option<String>,

@@ -103,7 +103,7 @@ pub async fn latest_for_document(
     row.map(|r| {
         Ok(JobProgress {
             id: r.try_get(0)?,
-            status: r.try_get(1)?,
+            status: super::kinds::column(&r, 1)?,
             embedded: r.try_get(2)?,
             total: r.try_get(3)?,
             failure_reason: r.try_get(4)?,

@@ -11,8 +11,10 @@ pub mod conversations;
 pub mod documents;
 mod error;
 pub mod jobs;
+mod kinds;
 mod pool;
 pub mod reembed;
+pub mod search;
 mod settings;
 mod tenant;
 
@@ -21,7 +23,8 @@ pub use bootstrap::{
 };
 pub use compat::{check_embedding_compat, Incompatible};
 pub use error::{describe_pg_error, StoreError};
-pub use pool::{connect_once, trust_roots, Store, RDS_CA_BUNDLE};
+pub use kinds::{DocumentStatus, JobStatus, RecordResult, Source};
+pub use pool::{connect_once, server_info, trust_roots, ServerInfo, Store, RDS_CA_BUNDLE};
 pub use settings::{DatabaseConfig, TlsMode};
 pub use tenant::{tenants, Params, TenantTx};
 /// Parameter types for [`TenantTx`] queries.

@@ -174,3 +174,36 @@ pub async fn connect_once(cfg: &DatabaseConfig) -> Result<tokio_postgres::Client
     });
     Ok(client)
 }
+
+/// What the health probe reports of the server.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// `server_version`, e.g. "16.4 (Debian 16.4-1)".
+    pub version: String,
+    pub database: String,
+    /// The installed pgvector version (`None` when the extension is missing).
+    pub pgvector: Option<String>,
+}
+
+/// One round trip on a fresh pooled connection (no retry: the probe reports what it finds):
+/// the server's version, the database and pgvector's version.
+pub async fn server_info(store: &Store) -> Result<Option<ServerInfo>, StoreError> {
+    let client = store.client_once().await?;
+    let rows = client
+        .query_typed(
+            "SELECT current_setting('server_version'), current_database()::text, \
+             (SELECT extversion FROM pg_extension WHERE extname = 'vector')",
+            &[],
+        )
+        .await?;
+    rows.into_iter()
+        .next()
+        .map(|r| {
+            Ok(ServerInfo {
+                version: r.try_get(0)?,
+                database: r.try_get(1)?,
+                pgvector: r.try_get(2)?,
+            })
+        })
+        .transpose()
+}

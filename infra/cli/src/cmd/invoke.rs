@@ -9,12 +9,13 @@ pub(crate) async fn invoke(function: &str, event: &std::path::Path) -> Result<()
     let result = if function == "migrate" {
         ragbot::deploy::handle_custom_resource(&payload, None).await?
     } else {
-        let routes = http::function_routes(function).ok_or_else(|| {
-            format!("unknown function '{function}': use health, embed, retrieve, backup or migrate")
-        })?;
+        let function: ragbot::Function = function
+            .parse()
+            .map_err(|e: String| format!("{e} (or migrate)"))?;
+        let routes = http::function_routes(function);
         let triggers = ragbot::lambda::Triggers::of(function);
         let mut config = Config::from_env().map_err(|e| e.to_string())?;
-        if !ragbot::lambda::needs_model(function) {
+        if !function.needs_model() {
             config.embedding.provider = ragbot::config::EmbeddingProviderKind::None;
         }
         if std::env::var("LOG_FORMAT").is_err() {
@@ -73,7 +74,7 @@ pub(crate) async fn replay_failed(function: Option<&str>) -> Result<(), String> 
             let failed = state.aws.failed_events().ok_or(
                 "no failed-events bucket: set FAILED_EVENTS_BUCKET (or use --function in AWS)",
             )?;
-            let routes = http::function_routes("embed").ok_or("no embed routes")?;
+            let routes = http::function_routes(ragbot::Function::Embed);
             let router = http::app(routes, state.clone());
             let replayed = replay_failed(&failed, |event| {
                 dispatch(

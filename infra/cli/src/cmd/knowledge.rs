@@ -119,10 +119,10 @@ pub(crate) async fn ingest(path: &std::path::Path, tenant: Option<&str>) -> Resu
             // INGEST_JOB_FUNCTION is set) embed it; wait for them, showing their progress.
             let done = wait_for_job(&state, &tenant, document, job, &bar).await?;
             report.result = if done.status == "done" {
-                "ingested".into()
+                ragbot::store::RecordResult::Ingested
             } else {
                 report.reason = done.failure_reason.clone();
-                "failed".into()
+                ragbot::store::RecordResult::Failed
             };
         }
         let line = match report.result.as_str() {
