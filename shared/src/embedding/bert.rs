@@ -22,9 +22,9 @@
 
 use std::path::Path;
 
-use candle_core::{safetensors::MmapedSafetensors, DType, Device};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
+use safetensors::{tensor::Dtype, SafeTensors};
 
 /// The fields of the Hugging Face `config.json` this encoder uses.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -120,29 +120,64 @@ pub struct Tokens<'a> {
     pub types: &'a [u32],
 }
 
-struct Weights {
-    st: MmapedSafetensors,
+struct Weights<'a> {
+    st: SafeTensors<'a>,
     prefix: &'static str,
 }
 
-impl Weights {
-    /// A tensor as f32, checked against the expected shape.
+/// IEEE half precision to f32 (exact: every f16 is an f32).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let man = u32::from(h & 0x3ff);
+    let bits = match (exp, man) {
+        (0, 0) => sign,
+        // Subnormal: normalise the mantissa.
+        (0, _) => {
+            let shift = man.leading_zeros() - 21;
+            sign | ((113 - shift) << 23) | ((man << (shift + 13)) & 0x7f_ffff)
+        }
+        (0x1f, _) => sign | 0x7f80_0000 | (man << 13),
+        _ => sign | ((exp + 112) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
+}
+
+impl Weights<'_> {
+    /// A tensor as f32 (stored as f32, f16 or bf16), checked against the expected shape.
     fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
         let full = format!("{}{name}", self.prefix);
         let t = self
             .st
-            .load(&full, &Device::Cpu)
+            .tensor(&full)
             .map_err(|e| format!("tensor {full}: {e}"))?;
-        if t.dims() != shape {
+        if t.shape() != shape {
             return Err(format!(
                 "tensor {full} has shape {:?}, config.json implies {shape:?}",
-                t.dims()
+                t.shape()
             ));
         }
-        t.to_dtype(DType::F32)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| format!("tensor {full}: {e}"))
+        let bytes = t.data();
+        let pairs = || {
+            bytes
+                .chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        };
+        Ok(match t.dtype() {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => pairs().map(f16_to_f32).collect(),
+            Dtype::BF16 => pairs()
+                .map(|h| f32::from_bits(u32::from(h) << 16))
+                .collect(),
+            other => {
+                return Err(format!(
+                    "tensor {full} is {other:?}; f32, f16 or bf16 expected"
+                ))
+            }
+        })
     }
 
     /// A `torch.nn.Linear` (weight `(out, in)`), transposed to `(in, out)`.
@@ -210,10 +245,15 @@ impl Bert {
                 "hidden_size {hidden} is not a multiple of num_attention_heads {heads}"
             ));
         }
+        let file =
+            std::fs::File::open(weights).map_err(|e| format!("{}: {e}", weights.display()))?;
         // SAFETY: the file is mapped read-only and copied out below; it must not change while
         // loading, which holds for model files in a Lambda layer or the local install.
-        let st = unsafe { MmapedSafetensors::new(weights) }.map_err(|e| e.to_string())?;
-        let prefix = if st.get("embeddings.word_embeddings.weight").is_ok() {
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|e| format!("{}: {e}", weights.display()))?;
+        let st = SafeTensors::deserialize(&map)
+            .map_err(|e| format!("{}: not a safetensors file ({e})", weights.display()))?;
+        let prefix = if st.tensor("embeddings.word_embeddings.weight").is_ok() {
             ""
         } else {
             "bert."
@@ -735,6 +775,23 @@ fn softmax(row: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn half_floats_convert_exactly() {
+        for (h, f) in [
+            (0x3c00u16, 1.0f32),
+            (0xc000, -2.0),
+            (0x3800, 0.5),
+            (0x7bff, 65504.0),
+            (0x0001, 5.960_464_5e-8),
+            (0x0400, 6.103_515_6e-5),
+            (0x0000, 0.0),
+        ] {
+            assert_eq!(f16_to_f32(h), f, "{h:#06x}");
+        }
+        assert!(f16_to_f32(0x7c00).is_infinite());
+        assert!(f16_to_f32(0x7e00).is_nan());
+    }
 
     #[test]
     fn softmax_sums_to_one_and_keeps_order() {
