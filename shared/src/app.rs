@@ -6,7 +6,7 @@ use crate::{
     auth::{Tenant, Verifier},
     aws::{
         AwsClients, AwsError, DynamoAnswerCache, DynamoLedger, DynamoRateLimiter,
-        DynamoTokenBudget, LambdaDispatcher, S3Objects,
+        DynamoTokenBudget, S3Objects,
     },
     chat::{Chat, ChatDeps},
     config::{Config, ConfigError},
@@ -123,12 +123,14 @@ impl AppState {
                     aws.s3.clone(),
                     bucket.clone(),
                 )) as crate::ports::SharedDispatcher),
-                (None, Some(function)) => Some(Arc::new(LambdaDispatcher::new(
+                #[cfg(feature = "lambda-api")]
+                (None, Some(function)) => Some(Arc::new(crate::aws::LambdaDispatcher::new(
                     aws.lambda.clone(),
                     function.clone(),
                 ))
                     as crate::ports::SharedDispatcher),
-                (None, None) => None,
+                // Built without the Lambda API: workers are tasks of this process.
+                _ => None,
             },
         });
         let llm = providers::llm(&config.llm, embedder.clone()).await?;

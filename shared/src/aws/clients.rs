@@ -107,7 +107,8 @@ impl AwsSettings {
 pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
-    /// Invokes ingestion workers (the embed function itself).
+    /// Invokes functions (operator commands; workers where no jobs bucket is configured).
+    #[cfg(feature = "lambda-api")]
     pub lambda: aws_sdk_lambda::Client,
     pub documents_bucket: String,
     pub backups_bucket: String,
@@ -139,14 +140,19 @@ impl AwsClients {
         if let Some(ep) = &cfg.dynamodb_endpoint {
             ddb = ddb.endpoint_url(ep);
         }
-        let mut lambda =
-            aws_sdk_lambda::config::Builder::from(&sdk).timeout_config(bound(cfg.lambda_timeout));
-        if let Some(ep) = &cfg.lambda_endpoint {
-            lambda = lambda.endpoint_url(ep);
-        }
+        #[cfg(feature = "lambda-api")]
+        let lambda = {
+            let mut lambda = aws_sdk_lambda::config::Builder::from(&sdk)
+                .timeout_config(bound(cfg.lambda_timeout));
+            if let Some(ep) = &cfg.lambda_endpoint {
+                lambda = lambda.endpoint_url(ep);
+            }
+            lambda
+        };
         AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(ddb.build()),
+            #[cfg(feature = "lambda-api")]
             lambda: aws_sdk_lambda::Client::from_conf(lambda.build()),
             documents_bucket: cfg.documents_bucket.clone(),
             backups_bucket: cfg.backups_bucket.clone(),

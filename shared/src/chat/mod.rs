@@ -11,6 +11,7 @@
 
 pub mod citations;
 pub mod conversations;
+#[cfg(feature = "operator")]
 pub mod eval;
 mod pipeline;
 mod settings;

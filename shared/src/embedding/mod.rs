@@ -7,13 +7,16 @@
 //! [`settings`] reads which one a deployment uses; `crate::providers` builds it once per process
 //! (cold start) and every invocation shares it.
 
+#[cfg(feature = "model")]
 pub mod bert;
+#[cfg(feature = "model")]
 pub mod local;
 pub mod openai;
 mod provider;
 mod settings;
 
 pub use crate::future::BoxFuture;
+#[cfg(feature = "model")]
 pub use local::LocalEmbedder;
 pub use provider::{
     check_count, cosine, l2_normalize, EmbeddingError, EmbeddingProvider, SharedEmbedder,

@@ -7,7 +7,9 @@ pub mod document;
 mod error;
 pub mod jobs;
 pub mod qa;
+#[cfg(feature = "operator")]
 pub mod reembed;
+#[cfg(feature = "operator")]
 pub mod seed;
 mod settings;
 mod write;

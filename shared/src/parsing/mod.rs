@@ -5,6 +5,7 @@
 //! becomes Q&A pairs; other CSVs become rows of text), json (the Q&A body or an array of them),
 //! pdf (pdf-extract, page numbers kept).
 
+#[cfg(feature = "parsers")]
 mod html;
 mod markdown;
 mod types;
@@ -18,10 +19,20 @@ pub fn parse(format: Format, bytes: &[u8]) -> Result<Parsed, ParseError> {
             ..Default::default()
         },
         Format::Markdown => markdown::parse(utf8(bytes, "markdown")?),
+        #[cfg(feature = "parsers")]
         Format::Html => html::parse(&String::from_utf8_lossy(bytes)),
+        #[cfg(feature = "parsers")]
         Format::Csv => csv_rows(bytes)?,
         Format::Json => json_qa(bytes)?,
+        #[cfg(feature = "parsers")]
         Format::Pdf => pdf(bytes)?,
+        #[cfg(not(feature = "parsers"))]
+        Format::Html | Format::Csv | Format::Pdf => {
+            return Err(ParseError::Unsupported(format!(
+                "{} files are parsed by the embed function (this one is built without parsers)",
+                format.mime()
+            )))
+        }
     };
     let has_text = parsed.sections.iter().any(|s| !s.text.trim().is_empty());
     if !has_text && parsed.qa_pairs.is_empty() {
@@ -51,9 +62,12 @@ fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, ParseError> {
     })
 }
 
+#[cfg(feature = "parsers")]
 const QUESTION_COLUMNS: [&str; 4] = ["question", "questions", "q", "pregunta"];
+#[cfg(feature = "parsers")]
 const ANSWER_COLUMNS: [&str; 4] = ["answer", "answers", "a", "respuesta"];
 
+#[cfg(feature = "parsers")]
 fn csv_rows(bytes: &[u8]) -> Result<Parsed, ParseError> {
     let text = utf8(bytes, "CSV")?;
     let mut reader = csv::ReaderBuilder::new()
@@ -142,6 +156,7 @@ fn json_qa(bytes: &[u8]) -> Result<Parsed, ParseError> {
     Ok(parsed)
 }
 
+#[cfg(feature = "parsers")]
 fn pdf(bytes: &[u8]) -> Result<Parsed, ParseError> {
     if !bytes.starts_with(b"%PDF") {
         return Err(ParseError::Corrupt(
@@ -169,6 +184,7 @@ fn pdf(bytes: &[u8]) -> Result<Parsed, ParseError> {
 }
 
 /// pdf-extract keeps the layout's line breaks: join lines of a paragraph, keep blank lines.
+#[cfg(feature = "parsers")]
 fn normalise_pdf_text(text: &str) -> String {
     text.split("\n\n")
         .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -177,7 +193,7 @@ fn normalise_pdf_text(text: &str) -> String {
         .join("\n\n")
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "parsers"))]
 mod tests {
     use super::*;
 

@@ -3,6 +3,7 @@
 //! the similarity threshold, and when nothing is good enough returns a fallback (sample questions
 //! from the tenant's Q&A pairs and a disclaimer) instead of guessing.
 
+#[cfg(feature = "operator")]
 pub mod eval;
 mod query;
 mod search;

@@ -13,6 +13,7 @@ mod error;
 pub mod jobs;
 mod kinds;
 mod pool;
+#[cfg(feature = "operator")]
 pub mod reembed;
 pub mod search;
 mod settings;
