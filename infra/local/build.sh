@@ -15,8 +15,11 @@ case "$(uname -m)" in
 esac
 # Every crate under functions/ (the template test checks each has a resource in template.yaml).
 FUNCTIONS=(); for d in functions/*/; do FUNCTIONS+=("$(basename "$d")"); done
-pkgs=(); for f in "${FUNCTIONS[@]}"; do pkgs+=(-p "$f"); done
-cargo lambda build --release "$arch_flag" --output-format zip "${pkgs[@]}"
+# One build per function: cargo unifies the features of packages built together, and each function
+# links only the ragbot features its Cargo.toml names (health: none; embed: model, parsers, Bedrock).
+for f in "${FUNCTIONS[@]}"; do
+  cargo lambda build --release "$arch_flag" --output-format zip -p "$f"
+done
 bash infra/local/model-layer.sh >&2
 echo "build: artifacts for $arch (template parameter Architecture=$arch)"
 for f in "${FUNCTIONS[@]}"; do

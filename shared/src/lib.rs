@@ -1,19 +1,38 @@
 //! ragbot — the one library crate behind every Lambda function.
 //!
-//! Layout (ports and adapters):
-//! - [`config`]: typed configuration, read once from the environment at cold start.
-//! - [`store`]: PostgreSQL + pgvector (pool, migrations, bootstrap of roles).
-//! - [`aws`]: S3 and DynamoDB clients, built once, plus local resource creation.
-//! - [`auth`]: principals (subject, tenant, roles) and JWT verification.
-//! - [`llm`]: answer generation behind the `LlmProvider` port (extractive, OpenAI-compatible,
-//!   Bedrock).
-//! - [`chat`]: the answer pipeline: conversation memory, retrieval, generation, citations, cache.
-//! - [`ratelimit`]: fixed-window limits per principal (DynamoDB counters).
-//! - [`health`]: dependency probes (domain logic of the health function).
-//! - [`http`]: the HTTP surface shared by Lambda and the local dev server (routes, error envelope,
-//!   request ids).
-//! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format lines.
-//! - [`app`]: the per-process state built once in `main`.
+//! # Layers
+//!
+//! Each file imports files of its own layer or of lower ones, never of a higher one, and no two
+//! files import each other, directly or in a ring. `tests/layers` checks both from the source
+//! text (`cargo test -p ragbot-tests --test layers`; `RAGBOT_PRINT_LAYERS=1 … -- --nocapture`
+//! prints who imports whom). Lowest first:
+//!
+//! 1. **Base** — [`env`] (the one reader of configuration variables), [`future`], [`retry`],
+//!    [`telemetry`], [`auth`] (principals, tenants, JWT verification). Import nothing above.
+//! 2. **Ports and pure logic** — [`ports`] (the traits adapters implement: objects, the ingestion
+//!    ledger, job dispatch, the answer cache, token budgets, rate-limit counters, readiness
+//!    probes), [`embedding`] (the embedding port, the in-process model, the OpenAI-compatible
+//!    client), [`llm`] (the answer-generation port, prompts, the extractive and
+//!    OpenAI-compatible providers), [`parsing`] (bytes → text, no I/O).
+//! 3. **Adapters** — [`store`] (PostgreSQL + pgvector: the pool, migrations, and every SQL
+//!    statement, behind functions named for what they do) and [`aws`] (S3, DynamoDB, Bedrock,
+//!    the Lambda API, S3 event decoding). They implement ports and never import the domain.
+//! 4. **Domain** — [`ingest`], [`retrieval`], [`chat`], [`backup`], [`health`],
+//!    [`ratelimit`]: the product's rules. They reach PostgreSQL through [`store`]'s functions
+//!    and everything else through [`ports`]; they never name `aws` or an SDK crate.
+//! 5. **Composition** — [`config`] (composes the settings each module defines and reads for
+//!    itself), [`providers`] (builds the configured embedder and LLM), [`function`] (the
+//!    functions and what each serves), [`app`] (the per-process state built once in `main`),
+//!    [`deploy`] (the migrate custom resource).
+//! 6. **Entry points** — [`http`] (routes, error envelope, request ids: handlers parse, call one
+//!    domain function, map its result) and [`lambda`] (cold start, event dispatch).
+//!
+//! # Features
+//!
+//! `full` (the default, for tests, the CLI and the bench) is `model` (the in-process MiniLM),
+//! `parsers` (PDF, HTML, CSV), `bedrock`, `lambda-api` and `operator` (seeding, evaluation,
+//! re-embedding, the local S3 notifier). Each function's `Cargo.toml` names the ones it uses:
+//! health and backup none, retrieve and chat `model` + `bedrock`, embed also `parsers`.
 
 pub mod app;
 pub mod auth;

@@ -1,6 +1,6 @@
 //! Who is calling: principals (subject + tenant + roles), how they are read from JWT claims, and
-//! what each role may do ([`principal`]); JWT verification ([`jwt`]); the settings of both
-//! ([`settings`]).
+//! what each role may do (`principal`); JWT verification (`jwt`); the settings of both
+//! (`settings`).
 
 mod jwt;
 mod principal;

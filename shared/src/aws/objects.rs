@@ -252,7 +252,7 @@ pub struct DynamoLedger {
 }
 
 impl DynamoLedger {
-    /// `lease`: see [`LEDGER_LEASE`] (tests shorten it).
+    /// `lease`: see [`crate::ports::LEDGER_LEASE`] (tests shorten it).
     pub fn new(aws: &AwsClients, lease: Duration) -> Self {
         DynamoLedger {
             client: aws.dynamodb.clone(),

@@ -4,7 +4,7 @@
 //! - [`openai::OpenAiEmbedder`]: any OpenAI-compatible `/embeddings` endpoint.
 //! - `crate::aws::BedrockEmbedder`: Amazon Bedrock, Titan Text Embeddings v2.
 //!
-//! [`settings`] reads which one a deployment uses; `crate::providers` builds it once per process
+//! `settings` reads which one a deployment uses; `crate::providers` builds it once per process
 //! (cold start) and every invocation shares it.
 
 #[cfg(feature = "model")]

@@ -348,13 +348,7 @@ impl Ingestor {
         self.objects
             .put(&self.documents_bucket, &key, bytes.to_vec(), mime)
             .await
-            .map_err(|e| IngestError::FileStore {
-                message: format!(
-                    "could not store the file: {} is unavailable; nothing was ingested, retry shortly",
-                    e.dependency
-                ),
-                source: e,
-            })?;
+            .map_err(|e| IngestError::file_store("store the file", "ingested", e))?;
         let src = SourceFile {
             tenant: tenant.clone(),
             source: Source::Api,
@@ -381,13 +375,7 @@ impl Ingestor {
             self.objects
                 .delete(bucket, key)
                 .await
-                .map_err(|e| IngestError::FileStore {
-                    message: format!(
-                        "could not delete the stored file: {} is unavailable; nothing was deleted, retry shortly",
-                        e.dependency
-                    ),
-                    source: e,
-                })?;
+                .map_err(|e| IngestError::file_store("delete the stored file", "deleted", e))?;
         }
         tx.commit().await?;
         Ok(true)

@@ -28,6 +28,20 @@ pub enum IngestError {
     FileStore { message: String, source: PortError },
 }
 
+impl IngestError {
+    /// The documents bucket refused `action` (`store the file`): nothing was `undone`
+    /// (`ingested`), retry shortly.
+    pub(crate) fn file_store(action: &str, undone: &str, source: PortError) -> Self {
+        IngestError::FileStore {
+            message: format!(
+                "could not {action}: {} is unavailable; nothing was {undone}, retry shortly",
+                source.dependency
+            ),
+            source,
+        }
+    }
+}
+
 impl From<ParseError> for IngestError {
     fn from(e: ParseError) -> Self {
         match e {
