@@ -4,15 +4,26 @@
 use std::sync::Arc;
 
 use crate::embedding::{
-    openai::OpenAiEmbedder, EmbeddingError, EmbeddingProviderKind, EmbeddingSettings,
-    SharedEmbedder,
+    openai::OpenAiEmbedder, CachedEmbedder, EmbeddingError, EmbeddingProviderKind,
+    EmbeddingSettings, SharedEmbedder,
 };
 use crate::llm::{
     extractive::Extractive, openai::OpenAiChat, LlmError, LlmKind, LlmSettings, SharedLlm,
 };
 
-/// The configured embedding provider (`None` when the process embeds nothing).
+/// The configured embedding provider (`None` when the process embeds nothing), with the query
+/// cache in front of it unless `EMBEDDING_QUERY_CACHE=0`.
 pub async fn embedder(cfg: &EmbeddingSettings) -> Result<Option<SharedEmbedder>, EmbeddingError> {
+    let provider = uncached(cfg).await?;
+    Ok(
+        match (provider, std::num::NonZeroUsize::new(cfg.query_cache)) {
+            (Some(p), Some(entries)) => Some(Arc::new(CachedEmbedder::new(p, entries))),
+            (provider, _) => provider,
+        },
+    )
+}
+
+async fn uncached(cfg: &EmbeddingSettings) -> Result<Option<SharedEmbedder>, EmbeddingError> {
     match cfg.provider {
         EmbeddingProviderKind::None => Ok(None),
         #[cfg(feature = "model")]

@@ -9,6 +9,7 @@
 
 #[cfg(feature = "model")]
 pub mod bert;
+mod cache;
 #[cfg(feature = "model")]
 pub mod local;
 pub mod openai;
@@ -16,6 +17,7 @@ mod provider;
 mod settings;
 
 pub use crate::future::BoxFuture;
+pub use cache::{CacheStats, CachedEmbedder};
 #[cfg(feature = "model")]
 pub use local::LocalEmbedder;
 pub use provider::{

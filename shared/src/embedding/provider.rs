@@ -28,6 +28,10 @@ pub trait EmbeddingProvider: Send + Sync {
     fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
         None
     }
+    /// Hits and misses of the query cache, when the provider has one ([`super::CachedEmbedder`]).
+    fn cache_stats(&self) -> Option<super::CacheStats> {
+        None
+    }
 }
 
 pub type SharedEmbedder = Arc<dyn EmbeddingProvider>;

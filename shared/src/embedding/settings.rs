@@ -46,6 +46,9 @@ pub struct EmbeddingSettings {
     pub openai: Option<super::openai::OpenAiSettings>,
     /// Settings of the Bedrock provider (when selected).
     pub bedrock: Option<BedrockSettings>,
+    /// How many query embeddings the process remembers (`EMBEDDING_QUERY_CACHE`, 1024, about
+    /// 1.6 MB for 384 dimensions; 0: none). Only single-text calls (queries) are cached.
+    pub query_cache: usize,
 }
 
 impl EmbeddingSettings {
@@ -109,6 +112,7 @@ impl EmbeddingSettings {
             model: env
                 .string("EMBEDDING_MODEL")
                 .unwrap_or_else(|| "sentence-transformers/all-MiniLM-L6-v2".to_string()),
+            query_cache: env.parse_or("EMBEDDING_QUERY_CACHE", 1024)?,
         })
     }
 }

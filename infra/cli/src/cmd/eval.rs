@@ -101,6 +101,7 @@ pub(crate) async fn eval_chat(
     .await?;
     bar.finish_and_clear();
     let bar = progress((answerable + unanswerable) as u64, "asking");
+    let cache_before = embedder.cache_stats();
     let metrics = eval::evaluate(&state.chat, &tenant, &data, &by_document, |n| {
         bar.set_position(n as u64)
     })
@@ -121,6 +122,14 @@ pub(crate) async fn eval_chat(
         m.latency_p95_ms,
         m.errors
     );
+    // The questions' share of query embeddings the cache answered (ingestion's are not counted).
+    if let (Some(before), Some(after)) = (cache_before, embedder.cache_stats()) {
+        let (hits, misses) = (after.hits - before.hits, after.misses - before.misses);
+        eprintln!(
+            "  query embedding cache: {hits} hits, {misses} misses ({:.1} % of the questions' embeddings)",
+            100.0 * hits as f64 / (hits + misses).max(1) as f64
+        );
+    }
     println!("{}", serde_json::to_string(&m).map_err(|e| e.to_string())?);
     Ok(())
 }
