@@ -13,7 +13,7 @@ use std::{
 
 use lru::LruCache;
 
-use super::{EmbeddingError, EmbeddingProvider, SharedEmbedder};
+use super::{CacheStats, EmbeddingError, EmbeddingProvider, SharedEmbedder};
 use crate::future::BoxFuture;
 
 pub struct CachedEmbedder {
@@ -21,24 +21,6 @@ pub struct CachedEmbedder {
     cache: Mutex<LruCache<String, Vec<f32>>>,
     hits: AtomicU64,
     misses: AtomicU64,
-}
-
-/// Hits and misses since start (single-text calls only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheStats {
-    pub hits: u64,
-    pub misses: u64,
-}
-
-impl CacheStats {
-    pub fn hit_rate(&self) -> f64 {
-        let total = self.hits + self.misses;
-        if total == 0 {
-            0.0
-        } else {
-            self.hits as f64 / total as f64
-        }
-    }
 }
 
 impl CachedEmbedder {

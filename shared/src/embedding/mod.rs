@@ -17,10 +17,11 @@ mod provider;
 mod settings;
 
 pub use crate::future::BoxFuture;
-pub use cache::{CacheStats, CachedEmbedder};
+pub use cache::CachedEmbedder;
 #[cfg(feature = "model")]
 pub use local::LocalEmbedder;
 pub use provider::{
-    check_count, cosine, l2_normalize, EmbeddingError, EmbeddingProvider, SharedEmbedder,
+    check_count, cosine, l2_normalize, CacheStats, EmbeddingError, EmbeddingProvider,
+    SharedEmbedder,
 };
 pub use settings::{BedrockSettings, EmbeddingProviderKind, EmbeddingSettings};

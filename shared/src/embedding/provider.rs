@@ -28,9 +28,27 @@ pub trait EmbeddingProvider: Send + Sync {
     fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
         None
     }
-    /// Hits and misses of the query cache, when the provider has one ([`super::CachedEmbedder`]).
-    fn cache_stats(&self) -> Option<super::CacheStats> {
+    /// Hits and misses of the query cache, when the provider has one (`CachedEmbedder`).
+    fn cache_stats(&self) -> Option<CacheStats> {
         None
+    }
+}
+
+/// Hits and misses of a query cache since start (single-text calls only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl CacheStats {
+    pub fn hit_rate(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
     }
 }
 
