@@ -87,6 +87,10 @@ impl EmbeddingProvider for CachedEmbedder {
         self.inner.tokenizer()
     }
 
+    fn probe(&self) -> BoxFuture<'_, Result<(), EmbeddingError>> {
+        self.inner.probe()
+    }
+
     fn cache_stats(&self) -> Option<CacheStats> {
         Some(self.stats())
     }
@@ -135,5 +139,9 @@ mod tests {
         cached.embed(&["abc"]).await.unwrap();
         assert_eq!(inner.0.load(Ordering::Relaxed), 6);
         assert!((cached.stats().hit_rate() - 0.2).abs() < 1e-9);
+        // Readiness probes always reach the model.
+        cached.probe().await.unwrap();
+        cached.probe().await.unwrap();
+        assert_eq!(inner.0.load(Ordering::Relaxed), 8);
     }
 }

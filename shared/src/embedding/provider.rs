@@ -28,6 +28,10 @@ pub trait EmbeddingProvider: Send + Sync {
     fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
         None
     }
+    /// One real embedding, for readiness: never answered from a cache.
+    fn probe(&self) -> BoxFuture<'_, Result<(), EmbeddingError>> {
+        Box::pin(async move { self.embed(&["ready"]).await.map(|_| ()) })
+    }
     /// Hits and misses of the query cache, when the provider has one (`CachedEmbedder`).
     fn cache_stats(&self) -> Option<CacheStats> {
         None

@@ -255,11 +255,7 @@ pub async fn check_readiness(
                 },
                 Some(e) => {
                     timed(timeout, async {
-                        // Two texts: a batch, which the query cache never answers.
-                        e.embed(&["ready", "probe"])
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
+                        e.probe().await.map_err(|e| e.to_string())
                     })
                     .await
                 }
