@@ -32,8 +32,13 @@ build: ## Lambda zips of every function (cargo-lambda, release, host architectur
 layer: ## package the embedding model as a Lambda layer (.local/build/model-layer[.zip])
 	@bash infra/local/model-layer.sh
 
-bench: ## benchmarks on a throwaway stack (release build): embedding, ingestion, large documents, retrieval (BENCH=…)
-	@bash infra/local/throwaway.sh ./target/release/ragbot-bench $(or $(BENCH),all)
+bench: ## benchmarks on a throwaway stack (release build): embedding, ingestion, large documents, retrieval, http (BENCH=…)
+ifeq ($(BENCH),http)
+	@bash infra/local/install.sh loadtest
+	@RAGBOT_NO_LLM=1 bash infra/local/throwaway.sh bash infra/local/bench-http.sh
+else
+	@EMBEDDING_QUERY_CACHE=$${EMBEDDING_QUERY_CACHE:-0} bash infra/local/throwaway.sh ./target/release/ragbot-bench $(or $(BENCH),all)
+endif
 
 loadtest: ## wrk at 100 connections on a throwaway stack: steady, saturation, and while PostgreSQL, DynamoDB and S3 restart; checks no acknowledged write is lost
 	@bash infra/local/install.sh loadtest
