@@ -49,6 +49,8 @@ pub struct AppState {
     pub ingestor: Arc<Ingestor>,
     /// The chat pipeline (conversation memory, retrieval, generation, citations, cache).
     pub chat: Arc<Chat>,
+    /// What readiness pings besides the database and the embedder (S3, DynamoDB).
+    pub probes: Arc<[Box<dyn crate::ports::Probe>]>,
 }
 
 impl AppState {
@@ -147,6 +149,7 @@ impl AppState {
         }));
         Ok(AppState {
             chat,
+            probes: aws.probes().into(),
             config: Arc::new(config),
             store,
             aws,

@@ -262,15 +262,15 @@ pub async fn check_readiness(
             }
         },
     );
-    let mut checks = BTreeMap::new();
-    checks.insert("database", db);
-    checks.extend(pinged);
+    // The database probe logs its own failures.
+    let mut checks: BTreeMap<&str, Check> = pinged.into_iter().collect();
     checks.insert("embedder", emb);
     for (name, check) in &checks {
-        if let (Some(error), false) = (&check.error, *name == "database") {
+        if let Some(error) = &check.error {
             tracing::warn!(dependency = name, %error, "readiness check failed");
         }
     }
+    checks.insert("database", db);
     let down = checks
         .values()
         .any(|c| c.status == ProbeStatus::Unavailable);

@@ -80,7 +80,7 @@ async fn database(State(state): State<AppState>, parts: Parts) -> Response {
 async fn readiness(State(state): State<AppState>, parts: Parts) -> Response {
     let report = health::check_readiness(
         &state.store,
-        &state.aws.probes(),
+        &state.probes,
         state.embedder.as_deref(),
         state.config.health.dependency_timeout,
     )

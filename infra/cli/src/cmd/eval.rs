@@ -124,10 +124,15 @@ pub(crate) async fn eval_chat(
     );
     // The questions' share of query embeddings the cache answered (ingestion's are not counted).
     if let (Some(before), Some(after)) = (cache_before, embedder.cache_stats()) {
-        let (hits, misses) = (after.hits - before.hits, after.misses - before.misses);
+        let asked = ragbot::embedding::CacheStats {
+            hits: after.hits - before.hits,
+            misses: after.misses - before.misses,
+        };
         eprintln!(
-            "  query embedding cache: {hits} hits, {misses} misses ({:.1} % of the questions' embeddings)",
-            100.0 * hits as f64 / (hits + misses).max(1) as f64
+            "  query embedding cache: {} hits, {} misses ({:.1} % of the questions' embeddings)",
+            asked.hits,
+            asked.misses,
+            100.0 * asked.hit_rate()
         );
     }
     println!("{}", serde_json::to_string(&m).map_err(|e| e.to_string())?);

@@ -118,7 +118,7 @@ pub(crate) async fn ingest(path: &std::path::Path, tenant: Option<&str>) -> Resu
             // A large document: its workers (tasks of this process, or Lambda invocations when
             // INGEST_JOB_FUNCTION is set) embed it; wait for them, showing their progress.
             let done = wait_for_job(&state, &tenant, document, job, &bar).await?;
-            report.result = if done.status == "done" {
+            report.result = if done.status == ragbot::store::JobStatus::Done {
                 ragbot::store::RecordResult::Ingested
             } else {
                 report.reason = done.failure_reason.clone();
@@ -195,7 +195,7 @@ pub(crate) async fn wait_for_job(
             eprintln!("embedding: {}/{} chunks", p.embedded, p.total);
             last_report = std::time::Instant::now();
         }
-        if p.status != "running" {
+        if p.status != ragbot::store::JobStatus::Running {
             bar.finish_and_clear();
             return Ok(p);
         }
