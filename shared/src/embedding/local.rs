@@ -1,4 +1,4 @@
-//! all-MiniLM-L6-v2 in-process: BERT forward (candle), mean pooling over the attention mask, L2
+//! all-MiniLM-L6-v2 in-process: BERT forward (`ragbot-bert`), mean pooling over the attention mask, L2
 //! normalisation, truncation at the model's `max_seq_length` (256) exactly as sentence-transformers.
 
 use std::{
@@ -9,10 +9,9 @@ use std::{
 
 use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
-use super::{
-    bert::{Bert, BertConfig, Tokens},
-    BoxFuture, EmbeddingError, EmbeddingProvider,
-};
+use ragbot_bert::{Bert, BertConfig, Tokens};
+
+use super::{BoxFuture, EmbeddingError, EmbeddingProvider};
 
 /// Texts per forward pass. Inputs are sorted by length first, so a batch pads little.
 const DEFAULT_BATCH: usize = 32;

@@ -1,14 +1,12 @@
 //! Embedding providers: the port ([`EmbeddingProvider`]) and its in-process adapters.
 //!
-//! - [`local::LocalEmbedder`]: all-MiniLM-L6-v2 in-process (tokenizers + [`bert`]), the default.
+//! - [`local::LocalEmbedder`]: all-MiniLM-L6-v2 in-process (tokenizers + the `ragbot-bert` encoder), the default.
 //! - [`openai::OpenAiEmbedder`]: any OpenAI-compatible `/embeddings` endpoint.
 //! - `crate::aws::BedrockEmbedder`: Amazon Bedrock, Titan Text Embeddings v2.
 //!
 //! `settings` reads which one a deployment uses; `crate::providers` builds it once per process
 //! (cold start) and every invocation shares it.
 
-#[cfg(feature = "model")]
-pub mod bert;
 mod cache;
 #[cfg(feature = "model")]
 pub mod local;

@@ -1,4 +1,4 @@
-//! The BERT encoder forward pass behind [`super::LocalEmbedder`], written for sentence embeddings
+//! The BERT encoder forward pass behind ragbot's `LocalEmbedder`, written for sentence embeddings
 //! on a few CPU cores.
 //!
 //! candle-transformers' `BertModel` computes the same function, but spends two thirds of its time
