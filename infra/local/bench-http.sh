@@ -4,6 +4,9 @@
 # (the retrieval bench's loader, tenant retrieve10000), wrk at 1, 16 and 64 connections, with the
 # rate limit off and on (DynamoDB Local counters); plus process start → first answered request.
 #   BENCH_HTTP_SECONDS (20), BENCH_HTTP_CONNECTIONS ("1 16 64"); run inside infra/local/throwaway.sh
+#   BENCH_HTTP_PERF=1: the server is the `profiling` build (release code with symbols), and each
+#   1-connection run is profiled system-wide with perf (server, PostgreSQL, wrk), reported by
+#   process and by function in target/bench-http/perf-<run>.txt
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -13,6 +16,13 @@ OUT="$ROOT/target/bench-http"
 rm -rf "$OUT" && mkdir -p "$OUT"
 log() { printf '[bench-http] %s\n' "$*" >&2; }
 command -v wrk >/dev/null || { log "wrk is missing (bash infra/local/install.sh loadtest installs it)"; exit 1; }
+SERVER_BIN=./target/release/ragbot
+if [ "${BENCH_HTTP_PERF:-0}" = 1 ]; then
+  command -v perf >/dev/null || { log "BENCH_HTTP_PERF=1 needs perf (apt-get install linux-perf)"; exit 1; }
+  log "profiling build of the server (cargo build --profile profiling -p ragbot-cli)"
+  cargo build --quiet --profile profiling -p ragbot-cli
+  SERVER_BIN=./target/profiling/ragbot
+fi
 
 log "loading 10k chunks (the retrieval bench's loader; its in-process figures follow)"
 BENCH_RETRIEVE_SIZES=10000 BENCH_KEEP_DATA=1 ./target/release/ragbot-bench retrieve >&2
@@ -31,7 +41,7 @@ serve() { # NAME RATE_LIMIT_USER QUERY_CACHE → sets SERVER, URL; writes start 
   local t0; t0=$(date +%s%N)
   RAGBOT_DEV_ADDR="127.0.0.1:$port" RATE_LIMIT_USER="$2" EMBEDDING_QUERY_CACHE="$3" \
     LLM_PROVIDER=extractive RUST_LOG=warn \
-    LOG_FORMAT=json ./target/release/ragbot dev >"$OUT/server-$1.log" 2>&1 &
+    LOG_FORMAT=json "$SERVER_BIN" dev >"$OUT/server-$1.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 3000); do
     if curl -fs -o /dev/null -X POST "$URL/retrieve" -H "Authorization: Bearer $BH_TOKEN" \
@@ -55,6 +65,11 @@ for run in "no-limit:0:0" "rate-limit:1000000000:0" "rate-limit+cache:1000000000
   wrk -t1 -c1 -d3s -s infra/local/bench-http.lua "$URL" >/dev/null
   for c in $CONNS; do
     threads=$(( c < 2 ? 1 : 2 ))
+    PERF=""
+    if [ "${BENCH_HTTP_PERF:-0}" = 1 ] && [ "$c" = 1 ]; then
+      perf record -q -a -g -F 1999 -o "$OUT/perf-$name.data" -- sleep "$SECS" 2>/dev/null &
+      PERF=$!
+    fi
     wrk -t"$threads" -c"$c" -d"${SECS}s" --timeout 10s -s infra/local/bench-http.lua "$URL" \
       | tail -1 > "$OUT/$name-$c.json"
     python3 -c '
@@ -62,6 +77,15 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 print("%-22s %5s %9.2f %9.2f %9.2f %9.1f %8d" % (sys.argv[2], sys.argv[3], r["p50_ms"], r["p95_ms"], r["p99_ms"], r["rps"], r["non_2xx"] + r["socket_errors"]))' \
       "$OUT/$name-$c.json" "$name" "$c"
+    if [ -n "$PERF" ]; then
+      wait "$PERF" || true
+      { echo "# by process (share of all samples on every core, idle included)"
+        perf report -q -i "$OUT/perf-$name.data" --no-children --sort comm -g none 2>/dev/null | head -12
+        echo "# the server, by function"
+        perf report -q -i "$OUT/perf-$name.data" --no-children --comm ragbot,tokio-runtime-w,rayon --sort dso,symbol -g none 2>/dev/null | head -40
+      } > "$OUT/perf-$name.txt"
+      log "profile: $OUT/perf-$name.txt"
+    fi
   done
   echo "  $name: RSS after the runs $(( $(awk '/VmRSS/ {print $2}' /proc/$SERVER/status) / 1024 )) MB" >&2
   kill "$SERVER"; wait "$SERVER" 2>/dev/null || true

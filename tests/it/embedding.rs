@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
 use ragbot::{
-    embedding::{cosine, EmbeddingError, EmbeddingProvider, LocalEmbedder},
+    embedding::{cosine, EmbeddingError, EmbeddingProvider, Kernel, LocalEmbedder},
     store::{check_embedding_compat, Incompatible},
 };
 use ragbot_tests::{model_dir, reference_embeddings, Options, TestApp, TestDb};
@@ -10,42 +10,56 @@ const MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 #[tokio::test]
 async fn local_embedder_matches_sentence_transformers_for_every_reference_text() {
-    let embedder = LocalEmbedder::load(&model_dir(), MODEL).expect("model loads");
-    assert_eq!(embedder.dimension(), 384);
+    // Every matrix kernel this CPU runs (bfloat16 dot products where it has them, and the f32
+    // fallback every CPU has) is held to the same bar.
+    let kernels = Kernel::supported();
+    assert_eq!(
+        LocalEmbedder::load(&model_dir(), MODEL)
+            .expect("model loads")
+            .kernel(),
+        kernels[0]
+    );
     let refs = reference_embeddings();
     assert_eq!(refs.len(), 30);
     let texts: Vec<&str> = refs.iter().map(|(t, _)| t.as_str()).collect();
-
-    // All at once (one batch, texts stacked unpadded)...
-    let batched = embedder.embed(&texts).await.expect("embed");
-    // ...and one at a time (short texts take the few-row bfloat16 path): both must match.
-    let mut lowest = [1.0f32; 2];
-    for (i, (text, reference)) in refs.iter().enumerate() {
-        let single = embedder
-            .embed(&[text.as_str()])
-            .await
-            .expect("embed one")
-            .remove(0);
-        for (k, (how, v)) in [("batched", &batched[i]), ("single", &single)]
-            .into_iter()
-            .enumerate()
-        {
-            assert_eq!(v.len(), 384);
-            let c = cosine(v, reference);
-            lowest[k] = lowest[k].min(c);
-            assert!(c >= 0.999, "{how} cosine {c} for {text:?}");
-            let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            assert!(
-                (norm - 1.0).abs() < 1e-4,
-                "{how} vector not normalised: {norm}"
-            );
+    for kernel in kernels {
+        let embedder =
+            LocalEmbedder::load_with_kernel(&model_dir(), MODEL, kernel).expect("model loads");
+        assert_eq!(embedder.dimension(), 384);
+        // All at once (one batch, texts stacked unpadded)...
+        let batched = embedder.embed(&texts).await.expect("embed");
+        // ...and one at a time (short texts take the few-row path): both must match.
+        let mut lowest = [1.0f32; 2];
+        for (i, (text, reference)) in refs.iter().enumerate() {
+            let single = embedder
+                .embed(&[text.as_str()])
+                .await
+                .expect("embed one")
+                .remove(0);
+            for (k, (how, v)) in [("batched", &batched[i]), ("single", &single)]
+                .into_iter()
+                .enumerate()
+            {
+                assert_eq!(v.len(), 384);
+                let c = cosine(v, reference);
+                lowest[k] = lowest[k].min(c);
+                assert!(c >= 0.999, "{kernel:?} {how} cosine {c} for {text:?}");
+                let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                assert!(
+                    (norm - 1.0).abs() < 1e-4,
+                    "{kernel:?} {how} vector not normalised: {norm}"
+                );
+            }
         }
+        eprintln!(
+            "{}: lowest cosine to the reference: batched {:.6}, single {:.6}",
+            kernel.describe(),
+            lowest[0],
+            lowest[1]
+        );
     }
-    eprintln!(
-        "lowest cosine to the reference: batched {:.6}, single {:.6}",
-        lowest[0], lowest[1]
-    );
 
+    let embedder = LocalEmbedder::load(&model_dir(), MODEL).expect("model loads");
     // The reference set includes a text longer than the model's window: it is cut at 256 tokens
     // (with [CLS]/[SEP]), as sentence-transformers does.
     let longest = texts.iter().max_by_key(|t| t.len()).expect("texts");

@@ -3,8 +3,9 @@
 //! `ragbot-bench [embedding|ingest|retrieve|chat|large-pdf|large-text|all]` (default: embedding). The ingest
 //! sections need the local stack (`make bench` starts a throwaway one).
 //!
-//! embedding: model load time, single short query latency p50/p95, throughput (texts/s) for
-//! 12-word and 150-word texts at batch 32, peak RSS. Baselines (PyTorch sentence-transformers,
+//! embedding: model load time and peak RSS; per matrix kernel the CPU runs, one query's latency
+//! p50/p95 (a short question, 20, 32 and 64 tokens) and throughput (texts/s) for 12-word and
+//! 150-word texts at batch 32. Baselines (PyTorch sentence-transformers,
 //! 2 threads, same machine kind): 11.3 ms p50 query, 138 texts/s (12 words), 16.4 texts/s (150 words).
 
 use std::{
@@ -12,7 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ragbot::{embedding::LocalEmbedder, store::documents::NewDocument};
+use ragbot::{
+    embedding::{Kernel, LocalEmbedder},
+    store::documents::NewDocument,
+};
 
 mod chat;
 mod ingest;
@@ -30,7 +34,7 @@ fn main() {
         .unwrap_or_else(|| "embedding".into());
     let result = match what.as_str() {
         "embedding" => run(&dir),
-        "query-loop" => query_loop(&dir),
+        "query-loop" => query_loop(&dir, std::env::args().nth(2).and_then(|t| t.parse().ok())),
         "ingest" => ingest::run(),
         "large-pdf" => ingest::large_pdf(),
         "large-text" => ingest::large_text(),
@@ -51,14 +55,19 @@ fn main() {
     }
 }
 
-/// Embeds one short query in a loop for 10 s: a steady workload to profile (`perf record`).
-fn query_loop(dir: &std::path::Path) -> Result<(), String> {
+/// Embeds one query (a short question, or `tokens` tokens) in a loop for 10 s: a steady workload
+/// to profile (`perf record`): `ragbot-bench query-loop [tokens]`.
+fn query_loop(dir: &std::path::Path, tokens: Option<usize>) -> Result<(), String> {
     let embedder = LocalEmbedder::load(dir, MODEL).map_err(|e| e.to_string())?;
+    let query = match tokens {
+        Some(t) => texts_of_tokens(&embedder, 1, t)?.remove(0),
+        None => "How do I reset my password?".to_string(),
+    };
     let until = Instant::now() + std::time::Duration::from_secs(10);
     let mut n = 0u64;
     while Instant::now() < until {
         embedder
-            .embed_blocking(&["How do I reset my password?"])
+            .embed_blocking(&[&query])
             .map_err(|e| e.to_string())?;
         n += 1;
     }
@@ -77,54 +86,119 @@ fn run(dir: &std::path::Path) -> Result<(), String> {
         embedder = Some(e);
     }
     let embedder = embedder.ok_or("no load")?;
-
-    // Single short query.
-    let queries = [
-        "What is the vision for 2024?",
-        "How do I reset my password?",
-        "refund policy for damaged items",
-    ];
-    for q in queries {
-        embedder.embed_blocking(&[q]).map_err(|e| e.to_string())?; // warm-up
+    let rss = peak_rss_mb();
+    eprintln!(
+        "embedding (all-MiniLM-L6-v2)\n  load: first {:.1} ms, p50 {:.1} ms; peak RSS {rss:.0} MB",
+        ms(loads[0]),
+        ms(pct(&mut loads.clone(), 50.0)),
+    );
+    // The detected kernel first, then every other one this CPU runs, for comparison.
+    let mut kernels = Vec::new();
+    let mut current = Some(embedder);
+    for kernel in Kernel::supported() {
+        let embedder = match current.take() {
+            Some(e) if e.kernel() == kernel => e,
+            _ => LocalEmbedder::load_with_kernel(dir, MODEL, kernel).map_err(|e| e.to_string())?,
+        };
+        kernels.push(kernel_figures(&embedder)?);
     }
-    let mut single = Vec::new();
-    for i in 0..300 {
-        let t = Instant::now();
-        embedder
-            .embed_blocking(&[queries[i % queries.len()]])
-            .map_err(|e| e.to_string())?;
-        single.push(t.elapsed());
-    }
-
-    let short = texts(256, 12);
-    let long = texts(96, 150);
-    let long_tokens = embedder.token_count(&long[0]).map_err(|e| e.to_string())?;
-    let tput_short = throughput(&embedder, &short)?;
-    let tput_long = throughput(&embedder, &long)?;
-
     let report = serde_json::json!({
         "bench": "embedding",
         "model": MODEL,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "load_ms": {"first": ms(loads[0]), "p50": ms(pct(&mut loads.clone(), 50.0))},
-        "query_ms": {"p50": ms(pct(&mut single.clone(), 50.0)), "p95": ms(pct(&mut single.clone(), 95.0))},
-        "texts_per_s": {"words_12": round(tput_short), "words_150": round(tput_long), "tokens_per_150_word_text": long_tokens},
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": rss,
+        "kernels": kernels,
         "baseline_pytorch": {"query_ms_p50": 11.3, "texts_per_s_words_12": 138.0, "texts_per_s_words_150": 16.4},
     });
+    println!("{report}");
+    Ok(())
+}
+
+/// Query latency by length (a short question, and 20, 32 and 64 tokens: real questions are
+/// mostly 16–28) and batch throughput, for the kernel `embedder` runs on.
+fn kernel_figures(embedder: &LocalEmbedder) -> Result<serde_json::Value, String> {
+    let mut queries: Vec<(String, Vec<String>)> = vec![(
+        "short".into(),
+        vec![
+            "What is the vision for 2024?".into(),
+            "How do I reset my password?".into(),
+            "refund policy for damaged items".into(),
+        ],
+    )];
+    for tokens in [20, 32, 64] {
+        queries.push((
+            format!("{tokens}_tokens"),
+            texts_of_tokens(embedder, 3, tokens)?,
+        ));
+    }
+    let mut latency = serde_json::Map::new();
+    let mut lines = Vec::new();
+    for (name, qs) in &queries {
+        for q in qs {
+            embedder.embed_blocking(&[q]).map_err(|e| e.to_string())?; // warm-up
+        }
+        let mut single = Vec::new();
+        for i in 0..300 {
+            let t = Instant::now();
+            embedder
+                .embed_blocking(&[&qs[i % qs.len()]])
+                .map_err(|e| e.to_string())?;
+            single.push(t.elapsed());
+        }
+        let tokens = embedder.token_count(&qs[0]).map_err(|e| e.to_string())?;
+        let (p50, p95) = (ms(pct(&mut single, 50.0)), ms(pct(&mut single, 95.0)));
+        latency.insert(
+            name.clone(),
+            serde_json::json!({"tokens": tokens, "p50": p50, "p95": p95}),
+        );
+        lines.push(format!("{tokens} tokens {p50:.2} / {p95:.2} ms"));
+    }
+    let short = texts(256, 12);
+    let long = texts(96, 150);
+    let long_tokens = embedder.token_count(&long[0]).map_err(|e| e.to_string())?;
+    let tput_short = throughput(embedder, &short)?;
+    let tput_long = throughput(embedder, &long)?;
     eprintln!(
-        "embedding (all-MiniLM-L6-v2, batch 32)\n  load: first {:.1} ms, p50 {:.1} ms\n  single query: p50 {:.2} ms, p95 {:.2} ms   (PyTorch: 11.3 ms p50)\n  12-word texts: {:.0} texts/s   (PyTorch: 138)\n  150-word texts ({} tokens): {:.1} texts/s   (PyTorch: 16.4)\n  peak RSS: {:.0} MB",
-        ms(loads[0]),
-        ms(pct(&mut loads.clone(), 50.0)),
-        ms(pct(&mut single.clone(), 50.0)),
-        ms(pct(&mut single, 95.0)),
+        "  {}\n    one query (p50 / p95): {}   (PyTorch: 11.3 ms p50, short)\n    batch 32: 12-word texts {:.0} texts/s (PyTorch: 138), 150-word texts ({} tokens) {:.1} texts/s (PyTorch: 16.4)",
+        embedder.kernel().describe(),
+        lines.join(", "),
         tput_short,
         long_tokens,
         tput_long,
-        peak_rss_mb()
     );
-    println!("{report}");
-    Ok(())
+    Ok(serde_json::json!({
+        "kernel": embedder.kernel().describe(),
+        "query_ms": latency,
+        "texts_per_s": {"words_12": round(tput_short), "words_150": round(tput_long), "tokens_per_150_word_text": long_tokens},
+    }))
+}
+
+/// `n` different texts of exactly `tokens` tokens (with [CLS] and [SEP]): the longest prefix of a
+/// generated text that fits, topped up with "the" (one token).
+fn texts_of_tokens(
+    embedder: &LocalEmbedder,
+    n: usize,
+    tokens: usize,
+) -> Result<Vec<String>, String> {
+    let count = |t: &str| embedder.token_count(t).map_err(|e| e.to_string());
+    let mut out = Vec::new();
+    for text in texts(n, tokens) {
+        let words: Vec<&str> = text.split(' ').collect();
+        let mut take = words.len();
+        while take > 0 && count(&words[..take].join(" "))? > tokens {
+            take -= 1;
+        }
+        let mut candidate = words[..take].join(" ");
+        while count(&candidate)? < tokens {
+            candidate.push_str(" the");
+        }
+        if count(&candidate)? != tokens {
+            return Err(format!("no text of {tokens} tokens"));
+        }
+        out.push(candidate);
+    }
+    Ok(out)
 }
 
 fn throughput(embedder: &LocalEmbedder, texts: &[String]) -> Result<f64, String> {

@@ -3,28 +3,34 @@
 //!
 //! candle-transformers' `BertModel` computes the same function, but spends two thirds of its time
 //! outside the matrix products on these shapes (measured: 9.8 texts/s of 167 tokens, 13 ms for a
-//! short query). This pass calls the same matrix kernel for batches (the `gemm` crate, candle's
-//! CPU backend, with its AVX-512 kernels switched on) and changes the layout around it:
-//! - weights are transposed once at load into the row-major `(in, out)` layout gemm is fastest
-//!   with;
-//! - a short query (≤ 16 tokens) skips gemm: its products are bound by reading the weights, so
-//!   they go through a small register-tiled kernel over a bfloat16 copy of the weights packed in
-//!   column strips at load (half the bytes, read front to back; results within 2e-5 cosine of
-//!   the f32 path, see the parity test);
+//! short query). This pass keeps the layout and the work down around the products:
+//! - the linear layers run on the fastest matrix kernel the CPU has, chosen at load
+//!   ([`Kernel`], see `matmul`): bfloat16 dot products (AVX-512 BF16) for every row count, or
+//!   f32 multiply-adds (a few-row kernel over bfloat16 weights up to 32 rows, the `gemm` crate
+//!   above);
 //! - the query, key and value projections are one product (`in × 3·hidden`), the attention scale
-//!   is folded into the query weights, and biases and residuals are accumulated in place;
+//!   is folded into the query weights, biases and residuals are accumulated in place, and the
+//!   bf16 kernel applies GELU as it stores each sum;
 //! - tokens of every text of a batch are stacked without padding, so no work is spent on pad
-//!   tokens and attention needs no mask: it runs per text and head, texts in parallel;
-//! - buffers are allocated once per forward pass, not once per operation.
+//!   tokens and attention needs no mask: it runs per text and head, texts in parallel (and a
+//!   query's heads);
+//! - the whole pass runs on one rayon worker, so its parallel steps fork and join inside the
+//!   pool instead of waking the caller at each step.
 //!
-//! Numerics follow the reference (exact erf GELU, LayerNorm eps from the config, f32 activations
-//! and accumulation throughout).
+//! Numerics follow the reference (GELU with erf, LayerNorm eps from the config, f32
+//! accumulation); the bf16 kernel rounds activations to bfloat16 before each product (0.99998
+//! cosine to sentence-transformers at worst on the reference texts, the f32 kernel 0.99999).
 
 use std::path::Path;
 
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 use safetensors::{tensor::Dtype, SafeTensors};
+
+mod matmul;
+
+pub use matmul::Kernel;
+use matmul::{dense, dense_gelu, dense_residual, Dense};
 
 /// The fields of the Hugging Face `config.json` this encoder uses.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -55,36 +61,6 @@ fn default_eps() -> f64 {
     1e-12
 }
 
-/// A linear layer: `y = x·W + b` with `W` stored row-major as `(input, output)`.
-struct Dense {
-    w: Vec<f32>,
-    /// `w` rounded to bfloat16 in column strips, for the few-row path ([`small_matmul_acc`]).
-    w16: Vec<u16>,
-    b: Vec<f32>,
-    input: usize,
-    output: usize,
-}
-
-impl Dense {
-    fn new(w: Vec<f32>, b: Vec<f32>, input: usize, output: usize) -> Self {
-        let w16 = pack_bf16(&w, input, output);
-        Dense {
-            w,
-            w16,
-            b,
-            input,
-            output,
-        }
-    }
-}
-
-/// f32 → bfloat16 bits, rounding to nearest even.
-fn to_bf16(v: f32) -> u16 {
-    let bits = v.to_bits();
-    let rounding = 0x7fff + ((bits >> 16) & 1);
-    (bits.wrapping_add(rounding) >> 16) as u16
-}
-
 struct Norm {
     gamma: Vec<f32>,
     beta: Vec<f32>,
@@ -100,6 +76,7 @@ struct Layer {
 }
 
 pub struct Bert {
+    kernel: Kernel,
     hidden: usize,
     heads: usize,
     intermediate: usize,
@@ -123,6 +100,7 @@ pub struct Tokens<'a> {
 struct Weights<'a> {
     st: SafeTensors<'a>,
     prefix: &'static str,
+    kernel: Kernel,
 }
 
 /// IEEE half precision to f32 (exact: every f16 is an f32).
@@ -183,7 +161,7 @@ impl Weights<'_> {
     /// A `torch.nn.Linear` (weight `(out, in)`), transposed to `(in, out)`.
     fn dense(&self, name: &str, input: usize, output: usize) -> Result<Dense, String> {
         let (w, b) = self.linear(name, input, output)?;
-        Ok(Dense::new(w, b, input, output))
+        Ok(Dense::new(w, b, input, output, self.kernel))
     }
 
     /// The f32 weight `(in, out)` and bias of a `torch.nn.Linear`.
@@ -211,7 +189,7 @@ impl Weights<'_> {
 type Linear = (Vec<f32>, Vec<f32>);
 
 /// Concatenates the query, key and value projections along the output axis, scaling the query.
-fn fuse_qkv(q: Linear, k: Linear, v: Linear, input: usize, scale: f32) -> Dense {
+fn fuse_qkv(q: Linear, k: Linear, v: Linear, input: usize, scale: f32, kernel: Kernel) -> Dense {
     let h = q.1.len();
     let mut w = vec![0f32; input * 3 * h];
     for i in 0..input {
@@ -225,13 +203,18 @@ fn fuse_qkv(q: Linear, k: Linear, v: Linear, input: usize, scale: f32) -> Dense 
     let mut b: Vec<f32> = q.1.iter().map(|x| x * scale).collect();
     b.extend_from_slice(&k.1);
     b.extend_from_slice(&v.1);
-    Dense::new(w, b, input, 3 * h)
+    Dense::new(w, b, input, 3 * h, kernel)
 }
 
 impl Bert {
     /// Loads the weights of a `BertModel` checkpoint (memory-mapped safetensors, with or without
-    /// the `bert.` prefix), checking every shape against the config.
-    pub fn load(weights: &Path, cfg: &BertConfig) -> Result<Self, String> {
+    /// the `bert.` prefix), checking every shape against the config. `kernel` is the matrix
+    /// kernel of the linear layers ([`Kernel::detect`] for the fastest); one this CPU does not
+    /// run is refused.
+    pub fn load(weights: &Path, cfg: &BertConfig, kernel: Kernel) -> Result<Self, String> {
+        if !kernel.is_supported() {
+            return Err(format!("this CPU does not run the {kernel:?} kernel"));
+        }
         if cfg.hidden_act != "gelu" {
             return Err(format!(
                 "hidden_act {:?} is not supported (only \"gelu\", as in all-MiniLM-L6-v2)",
@@ -258,7 +241,7 @@ impl Bert {
         } else {
             "bert."
         };
-        let w = Weights { st, prefix };
+        let w = Weights { st, prefix, kernel };
         let scale = 1.0 / ((hidden / heads) as f32).sqrt();
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
@@ -269,6 +252,7 @@ impl Bert {
                 w.linear(&format!("{p}.attention.self.value"), hidden, hidden)?,
                 hidden,
                 scale,
+                kernel,
             );
             layers.push(Layer {
                 qkv,
@@ -284,6 +268,7 @@ impl Bert {
             });
         }
         Ok(Bert {
+            kernel,
             hidden,
             heads,
             intermediate: cfg.intermediate_size,
@@ -308,9 +293,17 @@ impl Bert {
         })
     }
 
+    /// The matrix kernel the linear layers run on.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
     /// Mean-pooled, L2-normalised sentence embeddings, one per text.
     pub fn embed(&self, texts: &[Tokens<'_>]) -> Result<Vec<Vec<f32>>, String> {
-        let x = self.encode(texts)?;
+        // The whole pass runs on a rayon worker: each of its ~70 parallel steps called from
+        // outside the pool would queue its work and put the caller to sleep until done, a
+        // thread wake-up per step.
+        let x = rayon::scope(|_| self.encode(texts))?;
         let h = self.hidden;
         let mut out = Vec::with_capacity(texts.len());
         let mut row = 0;
@@ -375,8 +368,7 @@ impl Bert {
             dense(&ctx, rows, &layer.attn_out, &mut x, true);
             layer_norm(&mut x, h, &layer.attn_norm, self.eps);
             // x ← LayerNorm(x + GELU(x·Wi + bi)·Wo2 + bo2)
-            dense(&x, rows, &layer.intermediate, &mut inter, false);
-            gelu(&mut inter);
+            dense_gelu(&x, rows, &layer.intermediate, &mut inter);
             // `dense` reads x as the residual while the product lands in it: keep a copy.
             ctx.copy_from_slice(&x);
             dense_residual(&inter, rows, &layer.output, &ctx, &mut x);
@@ -385,11 +377,13 @@ impl Bert {
         Ok(x)
     }
 
-    /// Scaled dot-product attention per text and head (texts in parallel), into `ctx`.
+    /// Scaled dot-product attention per text and head, into `ctx`: texts in parallel, and the
+    /// heads of each text too when there are few texts (a query alone would keep one core busy).
     fn attention(&self, qkv: &[f32], lens: &[usize], ctx: &mut [f32]) {
         let h = self.hidden;
-        let dh = h / self.heads;
         let heads = self.heads;
+        let dh = h / heads;
+        let split_heads = lens.len() < 2 * rayon::current_num_threads();
         let mut parts = Vec::with_capacity(lens.len());
         let (mut rest, mut r0) = (ctx, 0usize);
         for &len in lens {
@@ -398,341 +392,133 @@ impl Bert {
             rest = tail;
             r0 += len;
         }
-        parts.into_par_iter().for_each_init(
-            || (Vec::<f32>::new(), Vec::<f32>::new()),
-            |(scores, kt), (out, r0, len)| {
-                if len == 0 {
-                    return;
+        parts.into_par_iter().for_each(|(out, r0, len)| {
+            if len == 0 {
+                return;
+            }
+            let qkv = &qkv[r0 * 3 * h..(r0 + len) * 3 * h];
+            let one = |head: usize, out: &mut [f32], stride: usize| {
+                let mut scratch = Scratch::default();
+                head_attention(qkv, len, h, dh, head, &mut scratch, out, stride);
+            };
+            if split_heads {
+                let done: Vec<(usize, Vec<f32>)> = (0..heads)
+                    .into_par_iter()
+                    .map(|head| {
+                        let mut o = vec![0f32; len * dh];
+                        one(head, &mut o, dh);
+                        (head, o)
+                    })
+                    .collect();
+                for (head, o) in done {
+                    for (row, src) in out.chunks_exact_mut(h).zip(o.chunks_exact(dh)) {
+                        row[head * dh..(head + 1) * dh].copy_from_slice(src);
+                    }
                 }
-                scores.resize(len * len, 0.0);
-                kt.resize(dh * len, 0.0);
-                let base = &qkv[r0 * 3 * h..(r0 + len) * 3 * h];
+            } else {
+                let mut scratch = Scratch::default();
                 for head in 0..heads {
-                    let (q_off, k_off, v_off) = (head * dh, h + head * dh, 2 * h + head * dh);
-                    // Kᵀ of this head, contiguous (dh × len).
-                    for j in 0..len {
-                        for i in 0..dh {
-                            kt[i * len + j] = base[j * 3 * h + k_off + i];
-                        }
-                    }
-                    // SAFETY (both calls): every pointer/stride pair stays inside its slice:
-                    // Q and V are `len` rows of `dh` columns at row stride 3h inside `base`, Kᵀ
-                    // is dh × len, scores len × len, and the output is len rows of dh columns at
-                    // row stride h inside `out`.
-                    unsafe {
-                        gemm(
-                            len,
-                            len,
-                            dh,
-                            scores.as_mut_ptr(),
-                            1,
-                            len as isize,
-                            false,
-                            base.as_ptr().add(q_off),
-                            1,
-                            (3 * h) as isize,
-                            kt.as_ptr(),
-                            1,
-                            len as isize,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            Parallelism::None,
-                        );
-                    }
-                    for row in scores.chunks_exact_mut(len) {
-                        softmax(row);
-                    }
-                    unsafe {
-                        gemm(
-                            len,
-                            dh,
-                            len,
-                            out.as_mut_ptr().add(head * dh),
-                            1,
-                            h as isize,
-                            false,
-                            scores.as_ptr(),
-                            1,
-                            len as isize,
-                            base.as_ptr().add(v_off),
-                            1,
-                            (3 * h) as isize,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            Parallelism::None,
-                        );
-                    }
+                    head_attention(
+                        qkv,
+                        len,
+                        h,
+                        dh,
+                        head,
+                        &mut scratch,
+                        &mut out[head * dh..],
+                        h,
+                    );
                 }
-            },
-        );
+            }
+        });
     }
 }
 
-fn parallelism() -> Parallelism {
-    match rayon::current_num_threads() {
-        0 | 1 => Parallelism::None,
-        n => Parallelism::Rayon(n),
-    }
+/// Buffers one head's attention reuses.
+#[derive(Default)]
+struct Scratch {
+    scores: Vec<f32>,
+    kt: Vec<f32>,
 }
 
-/// `out = x·W + b` (`accumulate`: `out += x·W + b`), `x` being `rows × d.input`.
-fn dense(x: &[f32], rows: usize, d: &Dense, out: &mut [f32], accumulate: bool) {
-    debug_assert_eq!(x.len(), rows * d.input);
-    debug_assert_eq!(out.len(), rows * d.output);
-    for row in out.chunks_exact_mut(d.output) {
-        if accumulate {
-            row.iter_mut().zip(&d.b).for_each(|(o, b)| *o += b);
-        } else {
-            row.copy_from_slice(&d.b);
-        }
-    }
-    matmul_acc(x, rows, d, out);
-}
-
-/// `out = residual + x·W + b`.
-fn dense_residual(x: &[f32], rows: usize, d: &Dense, residual: &[f32], out: &mut [f32]) {
-    for (row, res) in out
-        .chunks_exact_mut(d.output)
-        .zip(residual.chunks_exact(d.output))
-    {
-        for ((o, r), b) in row.iter_mut().zip(res).zip(&d.b) {
-            *o = r + b;
-        }
-    }
-    matmul_acc(x, rows, d, out);
-}
-
-/// `out += x·W`.
-fn matmul_acc(x: &[f32], rows: usize, d: &Dense, out: &mut [f32]) {
-    // Callers size the buffers from `rows`; an empty or mis-sized one is skipped rather than
-    // read out of bounds (and shows up as a wrong vector in the parity tests).
-    if rows == 0 || x.len() != rows * d.input || out.len() != rows * d.output {
-        debug_assert!(
-            rows == 0,
-            "matmul_acc: buffer sizes do not match {rows} rows"
-        );
+/// softmax(Q·Kᵀ)·V of one head of one text (`qkv` is its `len` rows of `3h`: queries, keys,
+/// values, the scale already in the queries), into `len` rows of `dh` columns of `out` at row
+/// stride `stride`.
+#[allow(clippy::too_many_arguments)]
+fn head_attention(
+    qkv: &[f32],
+    len: usize,
+    h: usize,
+    dh: usize,
+    head: usize,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+    stride: usize,
+) {
+    if len == 0 || out.len() < (len - 1) * stride + dh || qkv.len() < len * 3 * h {
         return;
     }
-    if rows <= SMALL_ROWS {
-        return small_matmul_acc(x, rows, d, out);
+    let Scratch { scores, kt } = scratch;
+    scores.resize(len * len, 0.0);
+    kt.resize(dh * len, 0.0);
+    let (q_off, k_off, v_off) = (head * dh, h + head * dh, 2 * h + head * dh);
+    // Kᵀ of this head, contiguous (dh × len).
+    for j in 0..len {
+        for i in 0..dh {
+            kt[i * len + j] = qkv[j * 3 * h + k_off + i];
+        }
     }
-    // SAFETY: x is rows × input, W input × output, out rows × output, all row-major and
-    // checked above.
+    // SAFETY (both calls): every pointer/stride pair stays inside its slice (checked above): Q
+    // and V are `len` rows of `dh` columns at row stride 3h inside `qkv`, Kᵀ is dh × len, scores
+    // len × len, and the output `len` rows of `dh` columns at row stride `stride` inside `out`.
     unsafe {
         gemm(
-            rows,
-            d.output,
-            d.input,
-            out.as_mut_ptr(),
+            len,
+            len,
+            dh,
+            scores.as_mut_ptr(),
             1,
-            d.output as isize,
-            true,
-            x.as_ptr(),
+            len as isize,
+            false,
+            qkv.as_ptr().add(q_off),
             1,
-            d.input as isize,
-            d.w.as_ptr(),
+            (3 * h) as isize,
+            kt.as_ptr(),
             1,
-            d.output as isize,
+            len as isize,
+            0.0,
             1.0,
-            1.0,
             false,
             false,
             false,
-            parallelism(),
+            Parallelism::None,
         );
     }
-}
-
-/// Row count up to which [`matmul_acc`] uses the few-row kernel instead of gemm: a short query
-/// is ~10 rows, and gemm packs the whole f32 weight matrix into panels before a product that
-/// small, which costs more than the product itself.
-const SMALL_ROWS: usize = 16;
-
-/// Columns and rows of one register tile: 4 × 16 accumulators fit the vector registers of
-/// AVX-512 (4 registers), AVX2 (8) and NEON (16), with room for the weights.
-const TILE_COLS: usize = 16;
-const TILE_ROWS: usize = 4;
-
-/// W (`input × output`, f32, row-major) as bfloat16 in column strips of [`TILE_COLS`]: strip `t`
-/// holds columns `16t..16t+16` of every input row, contiguous (`input × 16`), zero-padded past
-/// the last column. The few-row kernel then reads each strip front to back.
-fn pack_bf16(w: &[f32], input: usize, output: usize) -> Vec<u16> {
-    let strips = output.div_ceil(TILE_COLS);
-    let mut packed = vec![0u16; strips * input * TILE_COLS];
-    for (t, strip) in packed.chunks_exact_mut(input * TILE_COLS).enumerate() {
-        for (i, dst) in strip.chunks_exact_mut(TILE_COLS).enumerate() {
-            let c0 = t * TILE_COLS;
-            let c1 = (c0 + TILE_COLS).min(output);
-            for (d, &v) in dst.iter_mut().zip(&w[i * output + c0..i * output + c1]) {
-                *d = to_bf16(v);
-            }
-        }
+    for row in scores.chunks_exact_mut(len) {
+        softmax(row);
     }
-    packed
-}
-
-/// `out += x·W` for a few rows (`x` is `rows × input`, already checked against `d` and `out`),
-/// with W's bfloat16 strips.
-///
-/// A short query is bound by reading the weights: half the bytes of f32, read front to back,
-/// keep the whole model (21 MB) inside a server's L3 cache. The strips are split between the
-/// threads; each task accumulates its columns in a small block copied back afterwards.
-fn small_matmul_acc(x: &[f32], rows: usize, d: &Dense, out: &mut [f32]) {
-    let n = d.output;
-    let strips = n.div_ceil(TILE_COLS);
-    let per_task = strips.div_ceil(rayon::current_num_threads().clamp(1, 8));
-    let current: &[f32] = out;
-    let blocks: Vec<(usize, usize, Vec<f32>)> = (0..strips.div_ceil(per_task))
-        .into_par_iter()
-        .map(|b| {
-            let first = b * per_task;
-            let last = ((b + 1) * per_task).min(strips);
-            let (c0, c1) = (first * TILE_COLS, (last * TILE_COLS).min(n));
-            let width = c1 - c0;
-            let mut acc = Vec::with_capacity(rows * width);
-            for r in 0..rows {
-                acc.extend_from_slice(&current[r * n + c0..r * n + c1]);
-            }
-            let packed = &d.w16[first * d.input * TILE_COLS..last * d.input * TILE_COLS];
-            strips_product(x, rows, d.input, packed, &mut acc, width);
-            (c0, width, acc)
-        })
-        .collect();
-    for (c0, width, acc) in blocks {
-        for (r, src) in acc.chunks_exact(width).enumerate() {
-            out[r * n + c0..r * n + c0 + width].copy_from_slice(src);
-        }
-    }
-}
-
-/// `acc += x · strips` (`acc` is `rows × width`, the strips' columns), with the widest vector
-/// instructions this CPU has, chosen at run time: the binary itself targets baseline x86-64.
-fn strips_product(x: &[f32], rows: usize, k: usize, packed: &[u16], acc: &mut [f32], width: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { strips_product_avx512(x, rows, k, packed, acc, width) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { strips_product_avx2(x, rows, k, packed, acc, width) };
-        }
-        strips_product_body::<false>(x, rows, k, packed, acc, width)
-    }
-    // aarch64 (Graviton) always has NEON and fused multiply-add.
-    #[cfg(target_arch = "aarch64")]
-    strips_product_body::<true>(x, rows, k, packed, acc, width);
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    strips_product_body::<false>(x, rows, k, packed, acc, width);
-}
-
-/// A copy of the kernel compiled for one x86 instruction set; [`strips_product`] picks it at run
-/// time. Calling it is `unsafe` because the CPU must support `$features`.
-macro_rules! x86_strips_product {
-    ($name:ident, $features:literal) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = $features)]
-        unsafe fn $name(
-            x: &[f32],
-            rows: usize,
-            k: usize,
-            packed: &[u16],
-            acc: &mut [f32],
-            width: usize,
-        ) {
-            strips_product_body::<true>(x, rows, k, packed, acc, width)
-        }
-    };
-}
-x86_strips_product!(strips_product_avx512, "avx512f,avx2,fma");
-x86_strips_product!(strips_product_avx2, "avx2,fma");
-
-/// The loops themselves, inlined into each feature-specific copy so the compiler vectorises them
-/// for that instruction set. `FUSED` uses `mul_add`, a single instruction only where FMA is
-/// available (elsewhere a slow library call). The row tiles of a strip run back to back, so the
-/// strip comes from memory once and from cache after that.
-#[inline(always)]
-fn strips_product_body<const FUSED: bool>(
-    x: &[f32],
-    rows: usize,
-    k: usize,
-    packed: &[u16],
-    acc: &mut [f32],
-    width: usize,
-) {
-    for (s, strip) in packed.chunks_exact(k * TILE_COLS).enumerate() {
-        let col = s * TILE_COLS;
-        let cols = TILE_COLS.min(width.saturating_sub(col));
-        let mut r0 = 0;
-        while r0 < rows {
-            let t = Tile {
-                x,
-                k,
-                strip,
-                r0,
-                col,
-                cols,
-            };
-            match rows - r0 {
-                1 => t.run::<1, FUSED>(acc, width),
-                2 => t.run::<2, FUSED>(acc, width),
-                3 => t.run::<3, FUSED>(acc, width),
-                _ => t.run::<TILE_ROWS, FUSED>(acc, width),
-            }
-            r0 += TILE_ROWS.min(rows - r0);
-        }
-    }
-}
-
-/// One register tile: rows `r0..r0+R` of `x` times one strip, added to `cols` columns of `acc`
-/// from `col`.
-struct Tile<'a> {
-    x: &'a [f32],
-    k: usize,
-    strip: &'a [u16],
-    r0: usize,
-    col: usize,
-    cols: usize,
-}
-
-impl Tile<'_> {
-    // Indexed loops over constant bounds are what lets the compiler keep `a` in registers.
-    #[allow(clippy::needless_range_loop)]
-    #[inline(always)]
-    fn run<const R: usize, const FUSED: bool>(&self, acc: &mut [f32], width: usize) {
-        let k = self.k;
-        let xs: [&[f32]; R] = std::array::from_fn(|r| &self.x[(self.r0 + r) * k..][..k]);
-        let mut a = [[0f32; TILE_COLS]; R];
-        for (kk, bits) in self.strip.chunks_exact(TILE_COLS).enumerate().take(k) {
-            let mut wf = [0f32; TILE_COLS];
-            for (f, &b) in wf.iter_mut().zip(bits) {
-                *f = f32::from_bits(u32::from(b) << 16);
-            }
-            for r in 0..R {
-                let xv = xs[r][kk];
-                for j in 0..TILE_COLS {
-                    a[r][j] = if FUSED {
-                        xv.mul_add(wf[j], a[r][j])
-                    } else {
-                        a[r][j] + xv * wf[j]
-                    };
-                }
-            }
-        }
-        for (r, sums) in a.iter().enumerate() {
-            let row = (self.r0 + r) * width + self.col;
-            for (o, s) in acc[row..row + self.cols].iter_mut().zip(sums) {
-                *o += s;
-            }
-        }
+    unsafe {
+        gemm(
+            len,
+            dh,
+            len,
+            out.as_mut_ptr(),
+            1,
+            stride as isize,
+            false,
+            scores.as_ptr(),
+            1,
+            len as isize,
+            qkv.as_ptr().add(v_off),
+            1,
+            (3 * h) as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
     }
 }
 
@@ -748,15 +534,6 @@ fn layer_norm(x: &mut [f32], h: usize, n: &Norm, eps: f32) {
             for ((v, g), b) in row.iter_mut().zip(&n.gamma).zip(&n.beta) {
                 *v = (*v - mean) * inv * g + b;
             }
-        }
-    });
-}
-
-/// GELU with the exact erf, as BERT's `"gelu"`.
-fn gelu(x: &mut [f32]) {
-    x.par_chunks_mut(8192).for_each(|block| {
-        for v in block {
-            *v = 0.5 * *v * (1.0 + libm::erff(*v * std::f32::consts::FRAC_1_SQRT_2));
         }
     });
 }
@@ -803,70 +580,6 @@ mod tests {
         let mut big = vec![1000.0, 1000.0];
         softmax(&mut big);
         assert_eq!(big, vec![0.5, 0.5]);
-    }
-
-    #[test]
-    fn dense_matches_naive_product() {
-        // x (2×3) · W (3×2) + b, with W given as a torch Linear (out × in) and transposed.
-        let w_out_in = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // rows: out0 = [1,2,3], out1 = [4,5,6]
-        let mut w = vec![0f32; 6];
-        for o in 0..2 {
-            for i in 0..3 {
-                w[i * 2 + o] = w_out_in[o * 3 + i];
-            }
-        }
-        let d = Dense::new(w, vec![0.5, -0.5], 3, 2);
-        let x = [1.0, 0.0, -1.0, 2.0, 1.0, 0.0];
-        let mut out = vec![0f32; 4];
-        dense(&x, 2, &d, &mut out, false);
-        assert_eq!(
-            out,
-            vec![1.0 - 3.0 + 0.5, 4.0 - 6.0 - 0.5, 4.0 + 0.5, 13.0 - 0.5]
-        );
-        dense(&x, 2, &d, &mut out, true);
-        assert_eq!(out[0], 2.0 * (1.0 - 3.0 + 0.5));
-    }
-
-    #[test]
-    fn small_row_products_match_gemm() {
-        // The few-row path computes the product with bfloat16 weights, for odd widths that do
-        // not split evenly between threads; it stays within bf16 rounding of the f32 product.
-        let (input, output) = (37, 53);
-        let w: Vec<f32> = (0..input * output)
-            .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
-            .collect();
-        let d = Dense::new(w, vec![0.0; output], input, output);
-        for rows in [1, 3, 6, SMALL_ROWS] {
-            let x: Vec<f32> = (0..rows * input)
-                .map(|i| ((i * 104729) % 89) as f32 / 89.0 - 0.5)
-                .collect();
-            let start: Vec<f32> = (0..rows * output).map(|i| i as f32 * 0.01).collect();
-            let mut small = start.clone();
-            small_matmul_acc(&x, rows, &d, &mut small);
-            let (mut bf16, mut exact) = (start.clone(), start.clone());
-            for r in 0..rows {
-                for o in 0..output {
-                    for i in 0..input {
-                        let (xv, wv) = (x[r * input + i], d.w[i * output + o]);
-                        bf16[r * output + o] += xv * f32::from_bits(u32::from(to_bf16(wv)) << 16);
-                        exact[r * output + o] += xv * wv;
-                    }
-                }
-            }
-            for ((a, b), e) in small.iter().zip(&bf16).zip(&exact) {
-                assert!((a - b).abs() < 1e-4, "{rows} rows: {a} vs {b}");
-                assert!((a - e).abs() < 1e-2, "{rows} rows: {a} vs f32 {e}");
-            }
-        }
-    }
-
-    #[test]
-    fn bf16_rounds_to_nearest() {
-        assert_eq!(to_bf16(1.0), 0x3f80);
-        // 1 + 2⁻⁸ is halfway between two bf16 values: ties go to the even one (1.0).
-        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
-        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
-        assert_eq!(to_bf16(-2.5), 0xc020);
     }
 
     #[test]

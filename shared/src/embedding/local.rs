@@ -9,6 +9,7 @@ use std::{
 
 use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
+pub use ragbot_bert::Kernel;
 use ragbot_bert::{Bert, BertConfig, Tokens};
 
 use super::{BoxFuture, EmbeddingError, EmbeddingProvider};
@@ -31,7 +32,17 @@ struct Inner {
 impl LocalEmbedder {
     /// Loads `model.safetensors` (memory-mapped), `tokenizer.json`, `config.json` and, when
     /// present, `sentence_bert_config.json` from `dir`. Every problem is one line naming the file.
+    /// The linear layers run on the fastest kernel this CPU has ([`Kernel::detect`]).
     pub fn load(dir: &Path, model_id: &str) -> Result<Self, EmbeddingError> {
+        Self::load_with_kernel(dir, model_id, Kernel::detect())
+    }
+
+    /// [`Self::load`] with a given matrix kernel (benchmarks and the parity test compare them).
+    pub fn load_with_kernel(
+        dir: &Path,
+        model_id: &str,
+        kernel: Kernel,
+    ) -> Result<Self, EmbeddingError> {
         let started = Instant::now();
         let file = |name: &str| -> Result<PathBuf, EmbeddingError> {
             let p = dir.join(name);
@@ -70,7 +81,7 @@ impl LocalEmbedder {
             .map_err(|e| EmbeddingError::Config(format!("{}: {e}", tokenizer_path.display())))?;
         tokenizer.with_padding(None);
 
-        let model = Bert::load(&weights, &config)
+        let model = Bert::load(&weights, &config, kernel)
             .map_err(|e| EmbeddingError::Config(format!("{}: {e}", weights.display())))?;
 
         let embedder = LocalEmbedder {
@@ -92,6 +103,7 @@ impl LocalEmbedder {
             model = %embedder.model_id,
             dimension = embedder.dimension,
             max_tokens = max_len,
+            kernel = embedder.inner.model.kernel().describe(),
             load_ms = started.elapsed().as_secs_f64() * 1000.0,
             "embedding model loaded"
         );
@@ -111,6 +123,11 @@ impl LocalEmbedder {
             .encode(text, true)
             .map_err(|e| EmbeddingError::Inference(e.to_string()))?;
         Ok(enc.get_ids().len())
+    }
+
+    /// The matrix kernel the model runs on.
+    pub fn kernel(&self) -> Kernel {
+        self.inner.model.kernel()
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {

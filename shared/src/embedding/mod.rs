@@ -17,7 +17,7 @@ mod settings;
 pub use crate::future::BoxFuture;
 pub use cache::CachedEmbedder;
 #[cfg(feature = "model")]
-pub use local::LocalEmbedder;
+pub use local::{Kernel, LocalEmbedder};
 pub use provider::{
     check_count, cosine, l2_normalize, CacheStats, EmbeddingError, EmbeddingProvider,
     SharedEmbedder,
