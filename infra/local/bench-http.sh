@@ -80,9 +80,9 @@ print("%-22s %5s %9.2f %9.2f %9.2f %9.1f %8d" % (sys.argv[2], sys.argv[3], r["p5
     if [ -n "$PERF" ]; then
       wait "$PERF" || true
       { echo "# by process (share of all samples on every core, idle included)"
-        perf report -q -i "$OUT/perf-$name.data" --no-children --sort comm -g none 2>/dev/null | head -12
+        perf report -q -i "$OUT/perf-$name.data" --no-children --sort comm -g none 2>/dev/null | sed -n '1,12p'
         echo "# the server, by function"
-        perf report -q -i "$OUT/perf-$name.data" --no-children --comm ragbot,tokio-runtime-w,rayon --sort dso,symbol -g none 2>/dev/null | head -40
+        perf report -q -i "$OUT/perf-$name.data" --no-children --comm ragbot,tokio-rt-worker --sort dso,symbol -g none 2>/dev/null | sed -n '1,40p'
       } > "$OUT/perf-$name.txt"
       log "profile: $OUT/perf-$name.txt"
     fi
