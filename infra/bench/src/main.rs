@@ -34,6 +34,7 @@ fn main() {
         .unwrap_or_else(|| "embedding".into());
     let result = match what.as_str() {
         "embedding" => run(&dir),
+        "load-loop" => load_loop(&dir),
         "query-loop" => query_loop(&dir, std::env::args().nth(2).and_then(|t| t.parse().ok())),
         "ingest" => ingest::run(),
         "large-pdf" => ingest::large_pdf(),
@@ -53,6 +54,16 @@ fn main() {
         eprintln!("bench: {e}");
         std::process::exit(1);
     }
+}
+
+/// Loads the model 20 times: start-up's largest part, to profile (`perf record`).
+fn load_loop(dir: &std::path::Path) -> Result<(), String> {
+    let t = Instant::now();
+    for _ in 0..20 {
+        LocalEmbedder::load(dir, MODEL).map_err(|e| e.to_string())?;
+    }
+    println!("20 loads: {:.1} ms each", t.elapsed().as_secs_f64() * 50.0);
+    Ok(())
 }
 
 /// Embeds one query (a short question, or `tokens` tokens) in a loop for 10 s: a steady workload

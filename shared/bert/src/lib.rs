@@ -21,7 +21,7 @@
 //! accumulation); the bf16 kernel rounds activations to bfloat16 before each product (0.99998
 //! cosine to sentence-transformers at worst on the reference texts, the f32 kernel 0.99999).
 
-use std::path::Path;
+use std::{borrow::Cow, path::Path};
 
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
@@ -81,7 +81,7 @@ pub struct Bert {
     heads: usize,
     intermediate: usize,
     eps: f32,
-    word: Vec<f32>,
+    word: Table,
     position: Vec<f32>,
     token_type: Vec<f32>,
     emb_norm: Norm,
@@ -121,9 +121,11 @@ fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-impl Weights<'_> {
-    /// A tensor as f32 (stored as f32, f16 or bf16), checked against the expected shape.
-    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
+impl<'a> Weights<'a> {
+    /// A tensor as f32 (stored as f32, f16 or bf16), checked against the expected shape:
+    /// borrowed from the map where it is stored as aligned f32 (all-MiniLM-L6-v2's are), copied
+    /// and converted otherwise.
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Cow<'a, [f32]>, String> {
         let full = format!("{}{name}", self.prefix);
         let t = self
             .st
@@ -135,21 +137,28 @@ impl Weights<'_> {
                 t.shape()
             ));
         }
-        let bytes = t.data();
+        let bytes: &'a [u8] = t.data();
         let pairs = || {
             bytes
                 .chunks_exact(2)
                 .map(|b| u16::from_le_bytes([b[0], b[1]]))
         };
         Ok(match t.dtype() {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => pairs().map(f16_to_f32).collect(),
-            Dtype::BF16 => pairs()
-                .map(|h| f32::from_bits(u32::from(h) << 16))
-                .collect(),
+            Dtype::F32 => match f32_view(bytes) {
+                Some(view) => Cow::Borrowed(view),
+                None => Cow::Owned(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                ),
+            },
+            Dtype::F16 => Cow::Owned(pairs().map(f16_to_f32).collect()),
+            Dtype::BF16 => Cow::Owned(
+                pairs()
+                    .map(|h| f32::from_bits(u32::from(h) << 16))
+                    .collect(),
+            ),
             other => {
                 return Err(format!(
                     "tensor {full} is {other:?}; f32, f16 or bf16 expected"
@@ -158,52 +167,84 @@ impl Weights<'_> {
         })
     }
 
-    /// A `torch.nn.Linear` (weight `(out, in)`), transposed to `(in, out)`.
+    /// A `torch.nn.Linear`, packed for the kernel.
     fn dense(&self, name: &str, input: usize, output: usize) -> Result<Dense, String> {
         let (w, b) = self.linear(name, input, output)?;
-        Ok(Dense::new(w, b, input, output, self.kernel))
+        Ok(Dense::new(&w, b.into_owned(), input, output, self.kernel))
     }
 
-    /// The f32 weight `(in, out)` and bias of a `torch.nn.Linear`.
-    fn linear(&self, name: &str, input: usize, output: usize) -> Result<Linear, String> {
+    /// The f32 weight `(out, in)` and bias of a `torch.nn.Linear`.
+    fn linear(&self, name: &str, input: usize, output: usize) -> Result<Linear<'a>, String> {
         let w = self.get(&format!("{name}.weight"), &[output, input])?;
         let b = self.get(&format!("{name}.bias"), &[output])?;
-        let mut t = vec![0f32; input * output];
-        for o in 0..output {
-            for i in 0..input {
-                t[i * output + o] = w[o * input + i];
-            }
-        }
-        Ok((t, b))
+        Ok((w, b))
     }
 
     fn norm(&self, name: &str, size: usize) -> Result<Norm, String> {
         Ok(Norm {
-            gamma: self.get(&format!("{name}.weight"), &[size])?,
-            beta: self.get(&format!("{name}.bias"), &[size])?,
+            gamma: self.get(&format!("{name}.weight"), &[size])?.into_owned(),
+            beta: self.get(&format!("{name}.bias"), &[size])?.into_owned(),
         })
     }
 }
 
-/// A linear layer's f32 weight, transposed to `(in, out)`, and its bias.
-type Linear = (Vec<f32>, Vec<f32>);
+/// A linear layer's f32 weight `(out, in)` and its bias.
+type Linear<'a> = (Cow<'a, [f32]>, Cow<'a, [f32]>);
 
-/// Concatenates the query, key and value projections along the output axis, scaling the query.
-fn fuse_qkv(q: Linear, k: Linear, v: Linear, input: usize, scale: f32, kernel: Kernel) -> Dense {
-    let h = q.1.len();
-    let mut w = vec![0f32; input * 3 * h];
-    for i in 0..input {
-        let row = &mut w[i * 3 * h..(i + 1) * 3 * h];
-        for (j, x) in q.0[i * h..(i + 1) * h].iter().enumerate() {
-            row[j] = x * scale;
-        }
-        row[h..2 * h].copy_from_slice(&k.0[i * h..(i + 1) * h]);
-        row[2 * h..].copy_from_slice(&v.0[i * h..(i + 1) * h]);
+/// `bytes` as f32 values, without a copy, where they are aligned (and the CPU little-endian, as
+/// safetensors stores them).
+fn f32_view(bytes: &[u8]) -> Option<&[f32]> {
+    if cfg!(target_endian = "big") {
+        return None;
     }
+    // SAFETY: every bit pattern is a valid f32; `align_to` only yields the aligned middle.
+    let (head, view, tail) = unsafe { bytes.align_to::<f32>() };
+    (head.is_empty() && tail.is_empty()).then_some(view)
+}
+
+/// The word embeddings (30522 × 384 f32 for all-MiniLM-L6-v2, 47 MB): read in place from the
+/// memory-mapped file where they are stored as aligned f32, so only the rows of tokens seen are
+/// paged in, and start-up copies nothing; a copy otherwise.
+enum Table {
+    Mapped {
+        map: memmap2::Mmap,
+        start: usize,
+        len: usize,
+    },
+    Owned(Vec<f32>),
+}
+
+impl Table {
+    fn values(&self) -> &[f32] {
+        match self {
+            Table::Mapped { map, start, len } => map
+                .get(*start..*start + *len * 4)
+                .and_then(f32_view)
+                .unwrap_or(&[]),
+            Table::Owned(v) => v,
+        }
+    }
+}
+
+/// Stacks the query, key and value projections along the output axis (torch layout: rows),
+/// scaling the query.
+fn fuse_qkv(
+    q: Linear<'_>,
+    k: Linear<'_>,
+    v: Linear<'_>,
+    input: usize,
+    scale: f32,
+    kernel: Kernel,
+) -> Dense {
+    let h = q.1.len();
+    let mut w = Vec::with_capacity(3 * h * input);
+    w.extend(q.0.iter().map(|x| x * scale));
+    w.extend_from_slice(&k.0);
+    w.extend_from_slice(&v.0);
     let mut b: Vec<f32> = q.1.iter().map(|x| x * scale).collect();
     b.extend_from_slice(&k.1);
     b.extend_from_slice(&v.1);
-    Dense::new(w, b, input, 3 * h, kernel)
+    Dense::new(&w, b, input, 3 * h, kernel)
 }
 
 impl Bert {
@@ -230,8 +271,9 @@ impl Bert {
         }
         let file =
             std::fs::File::open(weights).map_err(|e| format!("{}: {e}", weights.display()))?;
-        // SAFETY: the file is mapped read-only and copied out below; it must not change while
-        // loading, which holds for model files in a Lambda layer or the local install.
+        // SAFETY: the file is mapped read-only and must not change while the model is loaded
+        // (the word embeddings are read from it for the process's lifetime): it is a Lambda
+        // layer's read-only file in AWS, and the install's own copy locally.
         let map = unsafe { memmap2::Mmap::map(&file) }
             .map_err(|e| format!("{}: {e}", weights.display()))?;
         let st = SafeTensors::deserialize(&map)
@@ -243,49 +285,73 @@ impl Bert {
         };
         let w = Weights { st, prefix, kernel };
         let scale = 1.0 / ((hidden / heads) as f32).sqrt();
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for l in 0..cfg.num_hidden_layers {
-            let p = format!("encoder.layer.{l}");
-            let qkv = fuse_qkv(
-                w.linear(&format!("{p}.attention.self.query"), hidden, hidden)?,
-                w.linear(&format!("{p}.attention.self.key"), hidden, hidden)?,
-                w.linear(&format!("{p}.attention.self.value"), hidden, hidden)?,
-                hidden,
-                scale,
-                kernel,
-            );
-            layers.push(Layer {
-                qkv,
-                attn_out: w.dense(&format!("{p}.attention.output.dense"), hidden, hidden)?,
-                attn_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), hidden)?,
-                intermediate: w.dense(
-                    &format!("{p}.intermediate.dense"),
+        let inter = cfg.intermediate_size;
+        // Layers are converted and packed in parallel.
+        let layers = (0..cfg.num_hidden_layers)
+            .into_par_iter()
+            .map(|l| {
+                let p = format!("encoder.layer.{l}");
+                let qkv = fuse_qkv(
+                    w.linear(&format!("{p}.attention.self.query"), hidden, hidden)?,
+                    w.linear(&format!("{p}.attention.self.key"), hidden, hidden)?,
+                    w.linear(&format!("{p}.attention.self.value"), hidden, hidden)?,
                     hidden,
-                    cfg.intermediate_size,
-                )?,
-                output: w.dense(&format!("{p}.output.dense"), cfg.intermediate_size, hidden)?,
-                out_norm: w.norm(&format!("{p}.output.LayerNorm"), hidden)?,
-            });
-        }
+                    scale,
+                    kernel,
+                );
+                Ok(Layer {
+                    qkv,
+                    attn_out: w.dense(&format!("{p}.attention.output.dense"), hidden, hidden)?,
+                    attn_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), hidden)?,
+                    intermediate: w.dense(&format!("{p}.intermediate.dense"), hidden, inter)?,
+                    output: w.dense(&format!("{p}.output.dense"), inter, hidden)?,
+                    out_norm: w.norm(&format!("{p}.output.LayerNorm"), hidden)?,
+                })
+            })
+            .collect::<Result<Vec<Layer>, String>>()?;
+        let word = w.get(
+            "embeddings.word_embeddings.weight",
+            &[cfg.vocab_size, hidden],
+        )?;
+        let word_at = match &word {
+            Cow::Borrowed(view) => {
+                Some((view.as_ptr() as usize - map.as_ptr() as usize, view.len()))
+            }
+            Cow::Owned(_) => None,
+        };
+        let position = w
+            .get(
+                "embeddings.position_embeddings.weight",
+                &[cfg.max_position_embeddings, hidden],
+            )?
+            .into_owned();
+        let token_type = w
+            .get(
+                "embeddings.token_type_embeddings.weight",
+                &[cfg.type_vocab_size, hidden],
+            )?
+            .into_owned();
+        let emb_norm = w.norm("embeddings.LayerNorm", hidden)?;
+        let word = match word_at {
+            Some(_) => None,
+            None => Some(word.into_owned()),
+        };
+        drop(w);
+        let word = match (word, word_at) {
+            (Some(owned), _) => Table::Owned(owned),
+            (None, Some((start, len))) => Table::Mapped { map, start, len },
+            (None, None) => return Err("word embeddings missing".into()),
+        };
         Ok(Bert {
             kernel,
             hidden,
             heads,
-            intermediate: cfg.intermediate_size,
+            intermediate: inter,
             eps: cfg.layer_norm_eps as f32,
-            word: w.get(
-                "embeddings.word_embeddings.weight",
-                &[cfg.vocab_size, hidden],
-            )?,
-            position: w.get(
-                "embeddings.position_embeddings.weight",
-                &[cfg.max_position_embeddings, hidden],
-            )?,
-            token_type: w.get(
-                "embeddings.token_type_embeddings.weight",
-                &[cfg.type_vocab_size, hidden],
-            )?,
-            emb_norm: w.norm("embeddings.LayerNorm", hidden)?,
+            word,
+            position,
+            token_type,
+            emb_norm,
             layers,
             vocab: cfg.vocab_size,
             max_positions: cfg.max_position_embeddings,
@@ -328,6 +394,10 @@ impl Bert {
     /// The last hidden state of every token of every text, stacked: `(Σ len, hidden)`.
     fn encode(&self, texts: &[Tokens<'_>]) -> Result<Vec<f32>, String> {
         let h = self.hidden;
+        let words = self.word.values();
+        if words.len() != self.vocab * h {
+            return Err("the word embeddings are not readable".into());
+        }
         let rows: usize = texts.iter().map(|t| t.ids.len()).sum();
         let mut x = vec![0f32; rows * h];
         let mut r = 0;
@@ -346,7 +416,7 @@ impl Bert {
                     return Err(format!("token id {id} / type {ty} out of range"));
                 }
                 let dst = &mut x[r * h..(r + 1) * h];
-                let word = &self.word[id * h..(id + 1) * h];
+                let word = &words[id * h..(id + 1) * h];
                 let posv = &self.position[pos * h..(pos + 1) * h];
                 let tyv = &self.token_type[ty * h..(ty + 1) * h];
                 for i in 0..h {

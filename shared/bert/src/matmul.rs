@@ -104,20 +104,23 @@ enum Packed {
 }
 
 impl Dense {
-    /// `w` is row-major `(input, output)`.
-    pub(crate) fn new(
-        w: Vec<f32>,
-        b: Vec<f32>,
-        input: usize,
-        output: usize,
-        kernel: Kernel,
-    ) -> Self {
+    /// `w` is a `torch.nn.Linear` weight: row-major `(output, input)`.
+    pub(crate) fn new(w: &[f32], b: Vec<f32>, input: usize, output: usize, kernel: Kernel) -> Self {
         let weights = match kernel {
-            Kernel::Bf16 => Packed::Pairs(pack_pairs(&w, input, output)),
-            Kernel::F32 => Packed::Strips {
-                w16: pack_bf16(&w, input, output),
-                w,
-            },
+            Kernel::Bf16 => Packed::Pairs(pack_pairs(w, input, output)),
+            Kernel::F32 => {
+                // gemm and the strips read W as (input, output).
+                let mut t = vec![0f32; input * output];
+                for (o, row) in w.chunks_exact(input).enumerate() {
+                    for (i, &v) in row.iter().enumerate() {
+                        t[i * output + o] = v;
+                    }
+                }
+                Packed::Strips {
+                    w16: pack_bf16(&t, input, output),
+                    w: t,
+                }
+            }
         };
         Dense {
             b,
@@ -321,7 +324,7 @@ const GROUP_COLS: usize = GROUP * 16;
 /// this) are split by column groups instead.
 const ROW_BLOCK: usize = 64;
 
-/// W (`input × output`, f32, row-major) as bfloat16, laid out for `vdpbf16ps`: inputs are taken
+/// W (a torch weight, `output × input`, f32, row-major) as bfloat16, laid out for `vdpbf16ps`: inputs are taken
 /// in pairs (`2p`, `2p+1`); for each group of [`GROUP_COLS`] columns and each pair, the group's
 /// strips follow each other, and a strip holds `W[2p][c], W[2p+1][c]` for its 16 columns `c`.
 /// A group is read front to back, 256 bytes per pair. Odd inputs and the last group's missing
@@ -330,11 +333,11 @@ fn pack_pairs(w: &[f32], input: usize, output: usize) -> Vec<u16> {
     let kp = input.div_ceil(2);
     let groups = output.div_ceil(GROUP_COLS);
     let mut packed = vec![0u16; groups * kp * GROUP * PAIR_STRIP];
-    for (i, row) in w.chunks_exact(output).enumerate() {
-        let (p, half) = (i / 2, i % 2);
-        for (col, &v) in row.iter().enumerate() {
-            let (g, strip, lane) = (col / GROUP_COLS, (col / 16) % GROUP, col % 16);
-            packed[((g * kp + p) * GROUP + strip) * PAIR_STRIP + 2 * lane + half] = to_bf16(v);
+    for (col, row) in w.chunks_exact(input).enumerate() {
+        let (g, strip, lane) = (col / GROUP_COLS, (col / 16) % GROUP, col % 16);
+        let base = (g * kp * GROUP + strip) * PAIR_STRIP + 2 * lane;
+        for (i, &v) in row.iter().enumerate() {
+            packed[base + (i / 2) * GROUP * PAIR_STRIP + i % 2] = to_bf16(v);
         }
     }
     packed
@@ -800,6 +803,17 @@ impl Tile<'_> {
 mod tests {
     use super::*;
 
+    /// `w` (`input × output`, row-major) in torch's layout, `output × input`.
+    fn torch(w: &[f32], input: usize, output: usize) -> Vec<f32> {
+        let mut t = vec![0f32; w.len()];
+        for i in 0..input {
+            for o in 0..output {
+                t[o * input + i] = w[i * output + o];
+            }
+        }
+        t
+    }
+
     /// A deterministic matrix of values in [-0.5, 0.5).
     fn values(n: usize, seed: usize) -> Vec<f32> {
         (0..n)
@@ -809,16 +823,10 @@ mod tests {
 
     #[test]
     fn dense_matches_naive_product() {
-        // x (2×3) · W (3×2) + b, with W given as a torch Linear (out × in) and transposed.
+        // x (2×3) · W (3×2) + b, W given as a torch Linear (out × in).
         let w_out_in = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // rows: out0 = [1,2,3], out1 = [4,5,6]
-        let mut w = vec![0f32; 6];
-        for o in 0..2 {
-            for i in 0..3 {
-                w[i * 2 + o] = w_out_in[o * 3 + i];
-            }
-        }
         for kernel in Kernel::supported() {
-            let d = Dense::new(w.clone(), vec![0.5, -0.5], 3, 2, kernel);
+            let d = Dense::new(&w_out_in, vec![0.5, -0.5], 3, 2, kernel);
             let x = [1.0, 0.0, -1.0, 2.0, 1.0, 0.0];
             let mut out = vec![0f32; 4];
             dense(&x, 2, &d, &mut out, false);
@@ -842,8 +850,14 @@ mod tests {
         for (input, output) in [(37, 53), (64, 131)] {
             let w = values(input * output, 7919);
             for kernel in Kernel::supported() {
-                let d = Dense::new(w.clone(), vec![0.0; output], input, output, kernel);
-                for rows in [1, 2, 3, 4, 5, 16, 17, 63, 64, 65, 150] {
+                let d = Dense::new(
+                    &torch(&w, input, output),
+                    vec![0.0; output],
+                    input,
+                    output,
+                    kernel,
+                );
+                for rows in [1, 2, 3, 4, 5, 16, 17, 32, 33, 63, 64, 65, 150] {
                     let x = values(rows * input, 104_729);
                     let start: Vec<f32> = (0..rows * output).map(|i| i as f32 * 0.01).collect();
                     let mut got = start.clone();
@@ -913,7 +927,7 @@ mod tests {
             }
         }
         for kernel in Kernel::supported() {
-            let d = Dense::new(w.clone(), b.clone(), input, output, kernel);
+            let d = Dense::new(&torch(&w, input, output), b.clone(), input, output, kernel);
             let mut out = vec![f32::NAN; rows * output];
             dense_gelu(&x, rows, &d, &mut out);
             for (a, e) in out.iter().zip(&expected) {
@@ -936,7 +950,7 @@ mod tests {
         // W 3 × 2: the pair (input 0, input 1) of column 1 is lane 1 of strip 0; input 2 pairs
         // with a zero.
         let w = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-        let packed = pack_pairs(&w, 3, 2);
+        let packed = pack_pairs(&torch(&w, 3, 2), 3, 2);
         assert_eq!(packed.len(), 2 * GROUP * PAIR_STRIP);
         assert_eq!(
             &packed[..4],
@@ -986,7 +1000,7 @@ mod speed {
                 .map(|i| (i % 13) as f32 * 0.01)
                 .collect();
             for kernel in Kernel::supported() {
-                let d = Dense::new(w.clone(), vec![0.0; output], input, output, kernel);
+                let d = Dense::new(&w, vec![0.0; output], input, output, kernel);
                 for rows in [4, 8, 20, 64] {
                     let x = vec![0.5f32; rows * input];
                     let mut out = vec![0f32; rows * output];
