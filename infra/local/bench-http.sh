@@ -5,8 +5,8 @@
 # rate limit off and on (DynamoDB Local counters); plus process start → first answered request.
 #   BENCH_HTTP_SECONDS (20), BENCH_HTTP_CONNECTIONS ("1 16 64"); run inside infra/local/throwaway.sh
 #   BENCH_HTTP_PERF=1: the server is the `profiling` build (release code with symbols), and each
-#   1-connection run is profiled system-wide with perf (server, PostgreSQL, wrk), reported by
-#   process and by function in target/bench-http/perf-<run>.txt
+#   1-connection run (BENCH_HTTP_PERF_CONNECTIONS) is profiled system-wide with perf (server,
+#   PostgreSQL, wrk), reported by process and by function in target/bench-http/perf-<run>.txt
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -66,7 +66,7 @@ for run in "no-limit:0:0" "rate-limit:1000000000:0" "rate-limit+cache:1000000000
   for c in $CONNS; do
     threads=$(( c < 2 ? 1 : 2 ))
     PERF=""
-    if [ "${BENCH_HTTP_PERF:-0}" = 1 ] && [ "$c" = 1 ]; then
+    if [ "${BENCH_HTTP_PERF:-0}" = 1 ] && [ "$c" = "${BENCH_HTTP_PERF_CONNECTIONS:-1}" ]; then
       perf record -q -a -g -F 1999 -o "$OUT/perf-$name.data" -- sleep "$SECS" 2>/dev/null &
       PERF=$!
     fi
