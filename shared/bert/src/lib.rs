@@ -309,15 +309,21 @@ impl Bert {
                 })
             })
             .collect::<Result<Vec<Layer>, String>>()?;
-        let word = w.get(
+        // Where the word embeddings sit in the map (borrowed), or their converted copy; the
+        // table takes the map once nothing borrows it any more.
+        enum Words {
+            InMap { start: usize, len: usize },
+            Copied(Vec<f32>),
+        }
+        let word = match w.get(
             "embeddings.word_embeddings.weight",
             &[cfg.vocab_size, hidden],
-        )?;
-        let word_at = match &word {
-            Cow::Borrowed(view) => {
-                Some((view.as_ptr() as usize - map.as_ptr() as usize, view.len()))
-            }
-            Cow::Owned(_) => None,
+        )? {
+            Cow::Borrowed(view) => Words::InMap {
+                start: view.as_ptr() as usize - map.as_ptr() as usize,
+                len: view.len(),
+            },
+            Cow::Owned(copy) => Words::Copied(copy),
         };
         let position = w
             .get(
@@ -332,15 +338,10 @@ impl Bert {
             )?
             .into_owned();
         let emb_norm = w.norm("embeddings.LayerNorm", hidden)?;
-        let word = match word_at {
-            Some(_) => None,
-            None => Some(word.into_owned()),
-        };
         drop(w);
-        let word = match (word, word_at) {
-            (Some(owned), _) => Table::Owned(owned),
-            (None, Some((start, len))) => Table::Mapped { map, start, len },
-            (None, None) => return Err("word embeddings missing".into()),
+        let word = match word {
+            Words::Copied(copy) => Table::Owned(copy),
+            Words::InMap { start, len } => Table::Mapped { map, start, len },
         };
         Ok(Bert {
             kernel,

@@ -314,7 +314,8 @@ fn product(x: &[f32], rows: usize, d: &Dense, out: &mut [f32], epilogue: Epilogu
 // ---- Kernel::Bf16 ------------------------------------------------------------------------------
 
 /// Column strips of 16 (one 512-bit register of f32) per group: a tile of [`PAIR_ROWS`] rows ×
-/// one group is 16 accumulators, half the 32 vector registers, the rest for weights and inputs.
+/// one group is 16 accumulators, half the 32 vector registers, the rest for weights and inputs;
+/// a group of 384 inputs is 24 KB, inside L1.
 const GROUP: usize = 2;
 const PAIR_ROWS: usize = 8;
 /// bfloat16 values per strip and input pair: 16 columns × 2 inputs.
@@ -327,7 +328,7 @@ const ROW_BLOCK: usize = 64;
 /// W (a torch weight, `output × input`, f32, row-major) as bfloat16, laid out for `vdpbf16ps`: inputs are taken
 /// in pairs (`2p`, `2p+1`); for each group of [`GROUP_COLS`] columns and each pair, the group's
 /// strips follow each other, and a strip holds `W[2p][c], W[2p+1][c]` for its 16 columns `c`.
-/// A group is read front to back, 256 bytes per pair. Odd inputs and the last group's missing
+/// A group is read front to back, 128 bytes per pair. Odd inputs and the last group's missing
 /// columns are zero.
 fn pack_pairs(w: &[f32], input: usize, output: usize) -> Vec<u16> {
     let kp = input.div_ceil(2);
@@ -477,8 +478,8 @@ impl PairsTask<'_> {
         self.kp * GROUP * PAIR_STRIP
     }
 
-    /// Rows `rows` × column groups `groups` with `vdpbf16ps`: each group's weights (48 KB for 384
-    /// inputs) stay in L2 while the row tiles pass over them.
+    /// Rows `rows` × column groups `groups` with `vdpbf16ps`: each group's weights (24 KB for 384
+    /// inputs) stay in L1/L2 while the row tiles pass over them.
     ///
     /// # Safety
     /// The CPU supports AVX-512F and AVX-512 BF16; `rows` are rows of `xp` and of `out`, `groups`
@@ -486,33 +487,44 @@ impl PairsTask<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bf16")]
     unsafe fn run_avx512(&self, rows: std::ops::Range<usize>, groups: std::ops::Range<usize>) {
+        if self.gelu {
+            self.tiles::<true>(rows, groups)
+        } else {
+            self.tiles::<false>(rows, groups)
+        }
+    }
+
+    /// [`Self::run_avx512`] with the epilogue fixed at compile time.
+    ///
+    /// # Safety
+    /// As [`Self::run_avx512`].
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[inline]
+    unsafe fn tiles<const GELU: bool>(
+        &self,
+        rows: std::ops::Range<usize>,
+        groups: std::ops::Range<usize>,
+    ) {
+        let (kp, n) = (self.kp, self.n);
         for g in groups {
             let w = self.packed[g * self.group_len()..(g + 1) * self.group_len()].as_ptr();
             let col0 = g * GROUP_COLS;
-            let cols = (self.n - col0).min(GROUP_COLS);
+            let cols = (n - col0).min(GROUP_COLS);
             let mut r = rows.start;
             while r < rows.end {
-                let x = self.xp[r * self.kp..].as_ptr();
-                let out = self.out.add(r * self.n + col0);
-                let (kp, n) = (self.kp, self.n);
+                let x = self.xp[r * kp..].as_ptr();
+                let out = self.out.add(r * n + col0);
                 let step = (rows.end - r).min(PAIR_ROWS);
-                match (step, self.gelu) {
-                    (1, false) => pairs_tile::<1, false>(x, kp, w, out, n, cols),
-                    (2, false) => pairs_tile::<2, false>(x, kp, w, out, n, cols),
-                    (3, false) => pairs_tile::<3, false>(x, kp, w, out, n, cols),
-                    (4, false) => pairs_tile::<4, false>(x, kp, w, out, n, cols),
-                    (5, false) => pairs_tile::<5, false>(x, kp, w, out, n, cols),
-                    (6, false) => pairs_tile::<6, false>(x, kp, w, out, n, cols),
-                    (7, false) => pairs_tile::<7, false>(x, kp, w, out, n, cols),
-                    (_, false) => pairs_tile::<PAIR_ROWS, false>(x, kp, w, out, n, cols),
-                    (1, true) => pairs_tile::<1, true>(x, kp, w, out, n, cols),
-                    (2, true) => pairs_tile::<2, true>(x, kp, w, out, n, cols),
-                    (3, true) => pairs_tile::<3, true>(x, kp, w, out, n, cols),
-                    (4, true) => pairs_tile::<4, true>(x, kp, w, out, n, cols),
-                    (5, true) => pairs_tile::<5, true>(x, kp, w, out, n, cols),
-                    (6, true) => pairs_tile::<6, true>(x, kp, w, out, n, cols),
-                    (7, true) => pairs_tile::<7, true>(x, kp, w, out, n, cols),
-                    (_, true) => pairs_tile::<PAIR_ROWS, true>(x, kp, w, out, n, cols),
+                match step {
+                    1 => pairs_tile::<1, GELU>(x, kp, w, out, n, cols),
+                    2 => pairs_tile::<2, GELU>(x, kp, w, out, n, cols),
+                    3 => pairs_tile::<3, GELU>(x, kp, w, out, n, cols),
+                    4 => pairs_tile::<4, GELU>(x, kp, w, out, n, cols),
+                    5 => pairs_tile::<5, GELU>(x, kp, w, out, n, cols),
+                    6 => pairs_tile::<6, GELU>(x, kp, w, out, n, cols),
+                    7 => pairs_tile::<7, GELU>(x, kp, w, out, n, cols),
+                    _ => pairs_tile::<PAIR_ROWS, GELU>(x, kp, w, out, n, cols),
                 }
                 r += step;
             }
@@ -552,7 +564,7 @@ impl PairsTask<'_> {
     }
 }
 
-/// `R` rows × one column group: for each input pair, the group's four strips are loaded once
+/// `R` rows × one column group: for each input pair, the group's strips are loaded once
 /// and each row's pair is broadcast against them; the sums are added to `out` at the end
 /// (`cols` of the group's columns exist), through GELU if `GELU`.
 ///
