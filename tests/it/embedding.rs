@@ -70,6 +70,35 @@ async fn local_embedder_matches_sentence_transformers_for_every_reference_text()
     );
 }
 
+#[tokio::test]
+async fn concurrent_queries_get_exactly_the_vectors_they_get_alone() {
+    // Under load many forward passes share the model and its thread pool at once (each call on
+    // its own blocking thread, every kernel writing its output through raw pointers): a query's
+    // vector must not depend on what else is running.
+    let refs = reference_embeddings();
+    let texts: Vec<&str> = refs.iter().map(|(t, _)| t.as_str()).collect();
+    for kernel in Kernel::supported() {
+        let embedder =
+            LocalEmbedder::load_with_kernel(&model_dir(), MODEL, kernel).expect("model loads");
+        let mut alone = Vec::new();
+        for t in &texts {
+            alone.push(embedder.embed(&[*t]).await.expect("embed one").remove(0));
+        }
+        let together = futures_util::future::join_all(texts.iter().map(|t| {
+            let e = &embedder;
+            async move { e.embed(&[*t]).await }
+        }))
+        .await;
+        for ((t, a), b) in texts.iter().zip(&alone).zip(together) {
+            let b = b.expect("embed concurrently").remove(0);
+            assert!(
+                a == &b,
+                "{kernel:?}: {t:?} differs when embedded concurrently"
+            );
+        }
+    }
+}
+
 fn copy_model(to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for f in [
