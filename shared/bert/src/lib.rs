@@ -5,7 +5,8 @@
 //! outside the matrix products on these shapes (measured: 9.8 texts/s of 167 tokens, 13 ms for a
 //! short query). This pass keeps the layout and the work down around the products:
 //! - the linear layers run on the fastest matrix kernel the CPU has, chosen at load
-//!   ([`Kernel`], see `matmul`): bfloat16 dot products (AVX-512 BF16) for every row count, or
+//!   ([`Kernel`], see `matmul`): bfloat16 matrix tiles (AMX) or dot products (AVX-512 BF16)
+//!   for every row count, or
 //!   f32 multiply-adds (a few-row kernel over bfloat16 weights up to 32 rows, the `gemm` crate
 //!   above);
 //! - the query, key and value projections are one product (`in × 3·hidden`), the attention scale
@@ -18,7 +19,7 @@
 //!   pool instead of waking the caller at each step.
 //!
 //! Numerics follow the reference (GELU with erf, LayerNorm eps from the config, f32
-//! accumulation); the bf16 kernel rounds activations to bfloat16 before each product (0.99998
+//! accumulation); the bf16 kernels round activations to bfloat16 before each product (0.99998
 //! cosine to sentence-transformers at worst on the reference texts, the f32 kernel 0.99999).
 
 use std::{borrow::Cow, path::Path};
@@ -27,7 +28,10 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 use safetensors::{tensor::Dtype, SafeTensors};
 
+mod aligned;
 mod matmul;
+
+use aligned::Aligned;
 
 pub use matmul::Kernel;
 use matmul::{dense, dense_gelu, dense_residual, Dense};
@@ -393,14 +397,15 @@ impl Bert {
     }
 
     /// The last hidden state of every token of every text, stacked: `(Σ len, hidden)`.
-    fn encode(&self, texts: &[Tokens<'_>]) -> Result<Vec<f32>, String> {
+    /// The buffers start on cache lines (the AMX kernel loads and stores its sums in place).
+    fn encode(&self, texts: &[Tokens<'_>]) -> Result<Aligned<f32>, String> {
         let h = self.hidden;
         let words = self.word.values();
         if words.len() != self.vocab * h {
             return Err("the word embeddings are not readable".into());
         }
         let rows: usize = texts.iter().map(|t| t.ids.len()).sum();
-        let mut x = vec![0f32; rows * h];
+        let mut x = Aligned::zeroed(rows * h);
         let mut r = 0;
         for t in texts {
             if t.ids.len() > self.max_positions || t.types.len() != t.ids.len() {
@@ -429,9 +434,9 @@ impl Bert {
         layer_norm(&mut x, h, &self.emb_norm, self.eps);
 
         let lens: Vec<usize> = texts.iter().map(|t| t.ids.len()).collect();
-        let mut qkv = vec![0f32; rows * 3 * h];
-        let mut ctx = vec![0f32; rows * h];
-        let mut inter = vec![0f32; rows * self.intermediate];
+        let mut qkv = Aligned::zeroed(rows * 3 * h);
+        let mut ctx = Aligned::zeroed(rows * h);
+        let mut inter = Aligned::zeroed(rows * self.intermediate);
         for layer in &self.layers {
             dense(&x, rows, &layer.qkv, &mut qkv, false);
             self.attention(&qkv, &lens, &mut ctx);

@@ -1,6 +1,8 @@
 //! `out += x·W` for the encoder's linear layers, with the fastest kernel this CPU has, chosen
 //! once at load ([`Kernel::detect`]).
 //!
+//! - [`Kernel::Amx`] (x86-64 with AMX-BF16: Intel Sapphire Rapids and later): the same bfloat16
+//!   products on the matrix tiles ([`amx`]), 16 × 16 sums at a time.
 //! - [`Kernel::Bf16`] (x86-64 with AVX-512 BF16: AMD Zen 4 and later, Intel Sapphire Rapids and
 //!   later): weights and activations in bfloat16, products summed in f32 by `vdpbf16ps`, which
 //!   does two multiply-adds per f32 lane, twice an f32 FMA's work per instruction and half its
@@ -16,9 +18,15 @@
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+mod amx;
+
+use crate::aligned::Aligned;
+
 /// The matrix kernel of the linear layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
+    /// bfloat16 matrix tiles (`tdpbf16ps`, AMX-BF16), f32 sums.
+    Amx,
     /// bfloat16 dot products (`vdpbf16ps`, AVX-512 BF16), f32 sums.
     Bf16,
     /// f32 multiply-adds (AVX-512F, AVX2 + FMA, NEON or portable, chosen at run time).
@@ -28,7 +36,9 @@ pub enum Kernel {
 impl Kernel {
     /// The fastest kernel this CPU runs.
     pub fn detect() -> Self {
-        if Kernel::Bf16.is_supported() {
+        if Kernel::Amx.is_supported() {
+            Kernel::Amx
+        } else if Kernel::Bf16.is_supported() {
             Kernel::Bf16
         } else {
             Kernel::F32
@@ -37,7 +47,7 @@ impl Kernel {
 
     /// Every kernel this CPU runs, fastest first.
     pub fn supported() -> Vec<Self> {
-        [Kernel::Bf16, Kernel::F32]
+        [Kernel::Amx, Kernel::Bf16, Kernel::F32]
             .into_iter()
             .filter(|k| k.is_supported())
             .collect()
@@ -47,12 +57,14 @@ impl Kernel {
         match self {
             Kernel::F32 => true,
             Kernel::Bf16 => has_avx512_bf16(),
+            Kernel::Amx => amx::available(),
         }
     }
 
     /// The kernel and the instruction set it runs with here, for logs and benchmarks.
     pub fn describe(self) -> &'static str {
         match self {
+            Kernel::Amx => "bf16 tiles (AMX)",
             Kernel::Bf16 => "bf16 (AVX-512 BF16)",
             Kernel::F32 => f32_instructions(),
         }
@@ -97,7 +109,9 @@ pub(crate) struct Dense {
 
 enum Packed {
     /// [`Kernel::Bf16`]: [`pack_pairs`].
-    Pairs(Vec<u16>),
+    Pairs(Aligned<u16>),
+    /// [`Kernel::Amx`]: [`pack_pairs`] with whole tiles of input pairs ([`amx::TILE_PAIRS`]).
+    Tiles(Aligned<u16>),
     /// [`Kernel::F32`]: W in f32 (row-major `(input, output)`) for gemm, and its bfloat16 column
     /// strips ([`pack_bf16`]) for the few-row path.
     Strips { w: Vec<f32>, w16: Vec<u16> },
@@ -107,7 +121,8 @@ impl Dense {
     /// `w` is a `torch.nn.Linear` weight: row-major `(output, input)`.
     pub(crate) fn new(w: &[f32], b: Vec<f32>, input: usize, output: usize, kernel: Kernel) -> Self {
         let weights = match kernel {
-            Kernel::Bf16 => Packed::Pairs(pack_pairs(w, input, output)),
+            Kernel::Bf16 => Packed::Pairs(pack_pairs(w, input, output, input.div_ceil(2))),
+            Kernel::Amx => Packed::Tiles(pack_pairs(w, input, output, tile_pairs(input))),
             Kernel::F32 => {
                 // gemm and the strips read W as (input, output).
                 let mut t = vec![0f32; input * output];
@@ -233,7 +248,7 @@ pub(crate) fn dense_gelu(x: &[f32], rows: usize, d: &Dense, out: &mut [f32]) {
     for row in out.chunks_exact_mut(d.output) {
         row.copy_from_slice(&d.b);
     }
-    if matches!(d.weights, Packed::Pairs(_)) {
+    if matches!(d.weights, Packed::Pairs(_) | Packed::Tiles(_)) {
         // The kernel applies GELU as it stores each finished sum.
         return product(x, rows, d, out, Epilogue::Gelu);
     }
@@ -259,7 +274,7 @@ pub(crate) fn dense_residual(x: &[f32], rows: usize, d: &Dense, residual: &[f32]
 enum Epilogue {
     /// `out += x·W`.
     None,
-    /// `out = GELU(out + x·W)` (only [`Packed::Pairs`] kernels apply it).
+    /// `out = GELU(out + x·W)` (only the [`Packed::Pairs`] and [`Packed::Tiles`] kernels apply it).
     Gelu,
 }
 
@@ -279,7 +294,14 @@ fn product(x: &[f32], rows: usize, d: &Dense, out: &mut [f32], epilogue: Epilogu
         return;
     }
     match &d.weights {
-        Packed::Pairs(packed) => pairs_matmul_acc(x, rows, d.input, packed, out, epilogue),
+        Packed::Pairs(packed) => {
+            let kp = d.input.div_ceil(2);
+            pairs_matmul_acc(x, rows, d.input, kp, packed, out, epilogue, false)
+        }
+        Packed::Tiles(packed) => {
+            let kp = tile_pairs(d.input);
+            pairs_matmul_acc(x, rows, d.input, kp, packed, out, epilogue, true)
+        }
         Packed::Strips { w16, .. } if rows <= SMALL_ROWS => {
             small_matmul_acc(x, rows, d.input, w16, out)
         }
@@ -328,12 +350,12 @@ const ROW_BLOCK: usize = 64;
 /// W (a torch weight, `output × input`, f32, row-major) as bfloat16, laid out for `vdpbf16ps`: inputs are taken
 /// in pairs (`2p`, `2p+1`); for each group of [`GROUP_COLS`] columns and each pair, the group's
 /// strips follow each other, and a strip holds `W[2p][c], W[2p+1][c]` for its 16 columns `c`.
-/// A group is read front to back, 128 bytes per pair. Odd inputs and the last group's missing
+/// A group is read front to back, 128 bytes per pair. `kp` pairs per column (at least
+/// `input / 2`, rounded up): odd inputs, pairs past the inputs and the last group's missing
 /// columns are zero.
-fn pack_pairs(w: &[f32], input: usize, output: usize) -> Vec<u16> {
-    let kp = input.div_ceil(2);
+fn pack_pairs(w: &[f32], input: usize, output: usize, kp: usize) -> Aligned<u16> {
     let groups = output.div_ceil(GROUP_COLS);
-    let mut packed = vec![0u16; groups * kp * GROUP * PAIR_STRIP];
+    let mut packed = Aligned::zeroed(groups * kp * GROUP * PAIR_STRIP);
     for (col, row) in w.chunks_exact(input).enumerate() {
         let (g, strip, lane) = (col / GROUP_COLS, (col / 16) % GROUP, col % 16);
         let base = (g * kp * GROUP + strip) * PAIR_STRIP + 2 * lane;
@@ -346,10 +368,10 @@ fn pack_pairs(w: &[f32], input: usize, output: usize) -> Vec<u16> {
 
 /// `x` (`rows × input`) as bfloat16 pairs: row `r`, pair `p` is `x[r][2p]` in the low half and
 /// `x[r][2p+1]` in the high half, as `vdpbf16ps` reads them. A query's few rows are converted on
-/// the calling thread (a fork-join would cost more than the conversion).
-fn to_pairs(x: &[f32], rows: usize, input: usize) -> Vec<u32> {
-    let kp = input.div_ceil(2);
-    let mut pairs = vec![0u32; rows * kp];
+/// the calling thread (a fork-join would cost more than the conversion). `kp` pairs per row, as
+/// [`pack_pairs`]; the pairs past the inputs are zero.
+fn to_pairs(x: &[f32], rows: usize, input: usize, kp: usize) -> Aligned<u32> {
+    let mut pairs = Aligned::zeroed(rows * kp);
     let convert = |dst: &mut [u32], src: &[f32]| {
         for (d, s) in dst.chunks_exact_mut(kp).zip(src.chunks_exact(input)) {
             pairs_row(s, d);
@@ -366,6 +388,11 @@ fn to_pairs(x: &[f32], rows: usize, input: usize) -> Vec<u32> {
     pairs
 }
 
+/// Input pairs per row of [`Kernel::Amx`]: whole tiles.
+fn tile_pairs(input: usize) -> usize {
+    input.div_ceil(2 * amx::TILE_PAIRS) * amx::TILE_PAIRS
+}
+
 /// One row of [`to_pairs`], 32 values per instruction where the CPU converts to bfloat16.
 fn pairs_row(src: &[f32], dst: &mut [u32]) {
     let mut done = 0;
@@ -375,7 +402,11 @@ fn pairs_row(src: &[f32], dst: &mut [u32]) {
         done = unsafe { pairs_row_avx512(src, dst) };
     }
     for (p, v) in dst.iter_mut().enumerate().skip(done) {
-        let lo = to_bf16(src[2 * p]);
+        let Some(&first) = src.get(2 * p) else {
+            *v = 0;
+            continue;
+        };
+        let lo = to_bf16(first);
         let hi = src.get(2 * p + 1).map_or(0, |&v| to_bf16(v));
         *v = u32::from(lo) | (u32::from(hi) << 16);
     }
@@ -416,20 +447,25 @@ impl SharedOut {
     }
 }
 
-/// `out += x·W` with W's bfloat16 pairs ([`pack_pairs`]); `out` is `rows × n`, checked by the
-/// caller. Tasks are row blocks × column groups: enough of them for every thread, a query's few
-/// rows being split by columns and a batch by rows.
+/// `out += x·W` with W's bfloat16 pairs ([`pack_pairs`], `kp` per column); `out` is `rows × n`,
+/// checked by the caller. Tasks are row blocks × column groups: enough of them for every thread,
+/// a query's few rows being split by columns and a batch by rows. `tiles`: on the AMX tiles.
+#[allow(clippy::too_many_arguments)]
 fn pairs_matmul_acc(
     x: &[f32],
     rows: usize,
     input: usize,
+    kp: usize,
     packed: &[u16],
     out: &mut [f32],
     epilogue: Epilogue,
+    tiles: bool,
 ) {
     let n = out.len() / rows;
-    let kp = input.div_ceil(2);
-    let xp = to_pairs(x, rows, input);
+    // Tile instructions fault unless the OS granted them (`available` asks, once): a `Tiles`
+    // layout made by hand without asking gets the scalar sums instead.
+    let tiles = tiles && amx::available();
+    let xp = to_pairs(x, rows, input, kp);
     let groups = n.div_ceil(GROUP_COLS);
     let row_blocks = rows.div_ceil(ROW_BLOCK);
     let threads = rayon::current_num_threads().max(1);
@@ -451,11 +487,18 @@ fn pairs_matmul_acc(
             gelu: epilogue == Epilogue::Gelu,
         };
         #[cfg(target_arch = "x86_64")]
+        if tiles {
+            // SAFETY: `tiles` only for [`Packed::Tiles`] (`kp` whole tiles) where AMX is
+            // available; the rows and groups are as below.
+            return unsafe { amx::run(&task, rows, groups) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if bf16 {
             // SAFETY: the CPU has AVX-512 BF16; the task's rows and groups are inside `xp`,
             // `packed` and `out` (rows × n), and no other task writes them.
             return unsafe { task.run_avx512(rows, groups) };
         }
+        let _ = tiles;
         let _ = bf16;
         // SAFETY: as above, without the CPU requirement.
         unsafe { task.run_scalar(rows, groups) }
@@ -885,12 +928,17 @@ mod tests {
                     for (a, e) in got.iter().zip(&exact) {
                         assert!((a - e).abs() < 2e-2, "{kernel:?} {rows} rows: {a} vs {e}");
                     }
-                    if let Packed::Pairs(packed) = &d.weights {
-                        let xp = to_pairs(&x, rows, input);
+                    let pairs = match &d.weights {
+                        Packed::Pairs(packed) => Some((packed, input.div_ceil(2))),
+                        Packed::Tiles(packed) => Some((packed, tile_pairs(input))),
+                        Packed::Strips { .. } => None,
+                    };
+                    if let Some((packed, kp)) = pairs {
+                        let xp = to_pairs(&x, rows, input, kp);
                         let mut scalar = start.clone();
                         let task = PairsTask {
                             xp: &xp,
-                            kp: input.div_ceil(2),
+                            kp,
                             packed,
                             n: output,
                             out: scalar.as_mut_ptr(),
@@ -962,7 +1010,7 @@ mod tests {
         // W 3 × 2: the pair (input 0, input 1) of column 1 is lane 1 of strip 0; input 2 pairs
         // with a zero.
         let w = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-        let packed = pack_pairs(&torch(&w, 3, 2), 3, 2);
+        let packed = pack_pairs(&torch(&w, 3, 2), 3, 2, 2);
         assert_eq!(packed.len(), 2 * GROUP * PAIR_STRIP);
         assert_eq!(
             &packed[..4],
@@ -974,7 +1022,7 @@ mod tests {
             &[to_bf16(5.0), 0, to_bf16(6.0), 0]
         );
         assert_eq!(
-            to_pairs(&[1.0, -2.0, 3.0], 1, 3),
+            to_pairs(&[1.0, -2.0, 3.0], 1, 3, 2).to_vec(),
             vec![
                 u32::from(to_bf16(1.0)) | (u32::from(to_bf16(-2.0)) << 16),
                 u32::from(to_bf16(3.0))
@@ -990,7 +1038,7 @@ mod tests {
                 u32::from(to_bf16(p[0])) | (p.get(1).map_or(0, |&v| u32::from(to_bf16(v))) << 16)
             })
             .collect();
-        assert_eq!(to_pairs(&x, 1, 101), expected);
+        assert_eq!(to_pairs(&x, 1, 101, 51).to_vec(), expected);
     }
 }
 
@@ -1014,16 +1062,23 @@ mod speed {
             for kernel in Kernel::supported() {
                 let d = Dense::new(&w, vec![0.0; output], input, output, kernel);
                 for rows in [4, 8, 20, 64] {
-                    let x = vec![0.5f32; rows * input];
-                    let mut out = vec![0f32; rows * output];
-                    let reps = 200_000_000 / (rows * input * output);
-                    let t = std::time::Instant::now();
-                    pool.install(|| {
-                        for _ in 0..reps {
-                            matmul_acc(&x, rows, &d, &mut out);
-                        }
-                    });
-                    let s = t.elapsed().as_secs_f64();
+                    // Cache-line aligned, as the encoder's buffers.
+                    let mut x = Aligned::zeroed(rows * input);
+                    x.fill(0.5);
+                    let mut out = Aligned::zeroed(rows * output);
+                    // The best of 5 runs: shared machines are noisy.
+                    let reps = 40_000_000 / (rows * input * output) + 1;
+                    let s = (0..5)
+                        .map(|_| {
+                            let t = std::time::Instant::now();
+                            pool.install(|| {
+                                for _ in 0..reps {
+                                    matmul_acc(&x, rows, &d, &mut out);
+                                }
+                            });
+                            t.elapsed().as_secs_f64()
+                        })
+                        .fold(f64::INFINITY, f64::min);
                     let flop = 2.0 * (rows * input * output * reps) as f64;
                     eprintln!(
                         "{kernel:?} {input}x{output} {rows} rows: {:.1} GFLOP/s, {:.1} us",
