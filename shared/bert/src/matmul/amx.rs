@@ -210,29 +210,24 @@ unsafe fn chunk(
     for kb in 0..kp / TILE_PAIRS {
         let xa = x.add(kb * TILE_PAIRS * 4);
         let wb = w.add(kb * step);
+        // The upper row tile's step, then the lower one's with the same weight tiles (the
+        // tile registers keep their contents between the two blocks).
+        asm!(
+            "tileloadd tmm6, [{w} + {ws}*1]",
+            "tileloadd tmm7, [{w2} + {ws}*1]",
+            "tileloadd tmm4, [{x} + {xs}*1]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            w = in(reg) wb, w2 = in(reg) wb.add(strip_bytes), ws = in(reg) w_stride,
+            x = in(reg) xa, xs = in(reg) x_stride, options(nostack, readonly)
+        );
         if lower {
             asm!(
-                "tileloadd tmm6, [{w} + {ws}*1]",
-                "tileloadd tmm7, [{w2} + {ws}*1]",
-                "tileloadd tmm4, [{x} + {xs}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
                 "tileloadd tmm5, [{xl} + {xs}*1]",
                 "tdpbf16ps tmm2, tmm5, tmm6",
                 "tdpbf16ps tmm3, tmm5, tmm7",
-                w = in(reg) wb, w2 = in(reg) wb.add(strip_bytes), ws = in(reg) w_stride,
-                x = in(reg) xa, xl = in(reg) xa.add(TILE_ROWS * x_stride),
+                xl = in(reg) xa.add(TILE_ROWS * x_stride),
                 xs = in(reg) x_stride, options(nostack, readonly)
-            );
-        } else {
-            asm!(
-                "tileloadd tmm6, [{w} + {ws}*1]",
-                "tileloadd tmm7, [{w2} + {ws}*1]",
-                "tileloadd tmm4, [{x} + {xs}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                w = in(reg) wb, w2 = in(reg) wb.add(strip_bytes), ws = in(reg) w_stride,
-                x = in(reg) xa, xs = in(reg) x_stride, options(nostack, readonly)
             );
         }
     }
