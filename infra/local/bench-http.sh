@@ -7,6 +7,8 @@
 #   BENCH_HTTP_PERF=1: the server is the `profiling` build (release code with symbols), and each
 #   1-connection run (BENCH_HTTP_PERF_CONNECTIONS) is profiled system-wide with perf (server,
 #   PostgreSQL, wrk), reported by process and by function in target/bench-http/perf-<run>.txt
+#   BENCH_HTTP_BASELINE=path/to/another/ragbot: each run is repeated right after with that binary
+#   (rows marked "@base"), so a change is compared in the same minutes of a noisy machine
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -35,13 +37,13 @@ export BH_QUESTIONS="$OUT/questions.txt"
 BH_TOKEN=$(./target/release/ragbot token --sub bench-user --tenant retrieve10000 --roles user --ttl 2h)
 export BH_TOKEN
 
-serve() { # NAME RATE_LIMIT_USER QUERY_CACHE → sets SERVER, URL; writes start → first answer (ms)
+serve() { # NAME RATE_LIMIT_USER QUERY_CACHE BIN → sets SERVER, URL; writes start → first answer (ms)
   local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   URL="http://127.0.0.1:$port"
   local t0; t0=$(date +%s%N)
   RAGBOT_DEV_ADDR="127.0.0.1:$port" RATE_LIMIT_USER="$2" EMBEDDING_QUERY_CACHE="$3" \
     LLM_PROVIDER=extractive RUST_LOG=warn \
-    LOG_FORMAT=json "$SERVER_BIN" dev >"$OUT/server-$1.log" 2>&1 &
+    LOG_FORMAT=json "$4" dev >"$OUT/server-$1.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 3000); do
     if curl -fs -o /dev/null -X POST "$URL/retrieve" -H "Authorization: Bearer $BH_TOKEN" \
@@ -56,9 +58,17 @@ serve() { # NAME RATE_LIMIT_USER QUERY_CACHE → sets SERVER, URL; writes start 
 # The query cache is off except in the last run: the questions repeat every 340 requests, so with
 # it on every request after the first round is a cache hit.
 printf '%-22s %5s %9s %9s %9s %9s %8s\n' "run" conns "p50 ms" "p95 ms" "p99 ms" "req/s" "non-2xx"
+RUNS=()
 for run in "no-limit:0:0" "rate-limit:1000000000:0" "rate-limit+cache:1000000000:1024"; do
-  IFS=: read -r name value cache <<<"$run"
-  serve "$name" "$value" "$cache"
+  RUNS+=("$run:$SERVER_BIN")
+  if [ -n "${BENCH_HTTP_BASELINE:-}" ]; then
+    [ -x "$BENCH_HTTP_BASELINE" ] || { log "BENCH_HTTP_BASELINE=$BENCH_HTTP_BASELINE is not an executable"; exit 1; }
+    RUNS+=("${run/:/@base:}:$BENCH_HTTP_BASELINE")
+  fi
+done
+for run in "${RUNS[@]}"; do
+  IFS=: read -r name value cache bin <<<"$run"
+  serve "$name" "$value" "$cache" "$bin"
   trap 'kill $SERVER 2>/dev/null || true' EXIT
   echo "  $name: process start → first answered /retrieve $(cat "$OUT/first-$name") ms, RSS $(( $(awk '/VmRSS/ {print $2}' /proc/$SERVER/status) / 1024 )) MB" >&2
   # Warm-up: every question once.
