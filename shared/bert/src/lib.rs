@@ -733,6 +733,24 @@ mod tests {
     }
 
     #[test]
+    fn lane_sums_match_a_plain_sum_at_every_length() {
+        // Whole blocks of 16, a remainder, both, and nothing.
+        for len in [0, 5, 16, 37, 384, 1536] {
+            let row: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919) % 101) as f32 * 0.37 - 18.0)
+                .collect();
+            let exact: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+            let got = f64::from(lane_sum(&row, |v| v * v));
+            assert!(
+                (got - exact).abs() <= 1e-5 * exact.max(1.0),
+                "{len}: {got} vs {exact}"
+            );
+            let plain: f32 = row.iter().sum();
+            assert!((lane_sum(&row, |v| v) - plain).abs() < 1e-2, "{len}");
+        }
+    }
+
+    #[test]
     fn layer_norm_normalises_each_row() {
         let n = Norm {
             gamma: vec![1.0; 4],
