@@ -7,8 +7,9 @@
 #   BENCH_HTTP_PERF=1: the server is the `profiling` build (release code with symbols), and each
 #   1-connection run (BENCH_HTTP_PERF_CONNECTIONS) is profiled system-wide with perf (server,
 #   PostgreSQL, wrk), reported by process and by function in target/bench-http/perf-<run>.txt
-#   BENCH_HTTP_BASELINE=path/to/another/ragbot: each run is repeated right after with that binary
-#   (rows marked "@base"), so a change is compared in the same minutes of a noisy machine
+#   BENCH_HTTP_BASELINE=path/to/another/ragbot: each run is paired with one on that binary (rows
+#   marked "@base"), the two taking turns to go first, so a change is compared in the same
+#   minutes of a noisy machine
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -19,6 +20,8 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 log() { printf '[bench-http] %s\n' "$*" >&2; }
 command -v wrk >/dev/null || { log "wrk is missing (bash infra/local/install.sh loadtest installs it)"; exit 1; }
 SERVER_BIN=./target/release/ragbot
+BASE="${BENCH_HTTP_BASELINE:-}"
+[ -z "$BASE" ] || [ -x "$BASE" ] || { log "BENCH_HTTP_BASELINE=$BASE is not an executable"; exit 1; }
 if [ "${BENCH_HTTP_PERF:-0}" = 1 ]; then
   command -v perf >/dev/null || { log "BENCH_HTTP_PERF=1 needs perf (apt-get install linux-perf)"; exit 1; }
   log "profiling build of the server (cargo build --profile profiling -p ragbot-cli)"
@@ -63,9 +66,8 @@ printf '%-22s %5s %9s %9s %9s %9s %8s\n' "run" conns "p50 ms" "p95 ms" "p99 ms" 
 RUNS=()
 first=1
 for run in "no-limit:0:0" "rate-limit:1000000000:0" "rate-limit+cache:1000000000:1024"; do
-  if [ -z "${BENCH_HTTP_BASELINE:-}" ]; then RUNS+=("$run:$SERVER_BIN"); continue; fi
-  [ -x "$BENCH_HTTP_BASELINE" ] || { log "BENCH_HTTP_BASELINE=$BENCH_HTTP_BASELINE is not an executable"; exit 1; }
-  pair=("$run:$SERVER_BIN" "${run/:/@base:}:$BENCH_HTTP_BASELINE")
+  if [ -z "$BASE" ]; then RUNS+=("$run:$SERVER_BIN"); continue; fi
+  pair=("$run:$SERVER_BIN" "${run/:/@base:}:$BASE")
   if [ "$first" = 1 ]; then RUNS+=("${pair[@]}"); else RUNS+=("${pair[1]}" "${pair[0]}"); fi
   first=$(( 1 - first ))
 done

@@ -661,18 +661,13 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
                 .unwrap();
         let bert = Bert::load(&dir.join("model.safetensors"), &cfg, Kernel::detect()).unwrap();
-        let lengths: Vec<usize> = match std::env::var("QUERY_SPEED_TOKENS") {
-            Ok(t) => vec![t.parse().unwrap()],
-            Err(_) => vec![10, 20, 32, 64],
+        let setting = |name: &str| -> Option<f64> { std::env::var(name).ok()?.parse().ok() };
+        let lengths: Vec<usize> = match setting("QUERY_SPEED_TOKENS") {
+            Some(t) => vec![t as usize],
+            None => vec![10, 20, 32, 64],
         };
-        let seconds: f64 = std::env::var("QUERY_SPEED_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(2.0);
-        let batch: usize = std::env::var("QUERY_SPEED_BATCH")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(1);
+        let seconds = setting("QUERY_SPEED_SECONDS").unwrap_or(2.0);
+        let batch = setting("QUERY_SPEED_BATCH").map_or(1, |b| b as usize);
         for len in lengths {
             // [CLS] words… [SEP]: the ids only need to be in the vocabulary.
             let mut ids: Vec<u32> = (0..len as u32).map(|i| 2000 + 37 * i).collect();
