@@ -550,6 +550,7 @@ impl PairsTask<'_> {
         groups: std::ops::Range<usize>,
     ) {
         let (kp, n) = (self.kp, self.n);
+        let last = groups.end;
         for g in groups {
             let w = self.packed[g * self.group_len()..(g + 1) * self.group_len()].as_ptr();
             let col0 = g * GROUP_COLS;
@@ -559,15 +560,23 @@ impl PairsTask<'_> {
                 let x = self.xp[r * kp..].as_ptr();
                 let out = self.out.add(r * n + col0);
                 let step = (rows.end - r).min(PAIR_ROWS);
+                // The first row tile of a group also brings the next group's weights into L1
+                // (from L3: the model's weights are far past L2); measured on Zen 5, a 20-token
+                // query on one thread 2.9 -> 2.0-2.2 ms.
+                let next = if r == rows.start && g + 1 < last {
+                    w.add(self.group_len())
+                } else {
+                    std::ptr::null()
+                };
                 match step {
-                    1 => pairs_tile::<1, GELU>(x, kp, w, out, n, cols),
-                    2 => pairs_tile::<2, GELU>(x, kp, w, out, n, cols),
-                    3 => pairs_tile::<3, GELU>(x, kp, w, out, n, cols),
-                    4 => pairs_tile::<4, GELU>(x, kp, w, out, n, cols),
-                    5 => pairs_tile::<5, GELU>(x, kp, w, out, n, cols),
-                    6 => pairs_tile::<6, GELU>(x, kp, w, out, n, cols),
-                    7 => pairs_tile::<7, GELU>(x, kp, w, out, n, cols),
-                    _ => pairs_tile::<PAIR_ROWS, GELU>(x, kp, w, out, n, cols),
+                    1 => pairs_tile::<1, GELU>(x, kp, w, next, out, n, cols),
+                    2 => pairs_tile::<2, GELU>(x, kp, w, next, out, n, cols),
+                    3 => pairs_tile::<3, GELU>(x, kp, w, next, out, n, cols),
+                    4 => pairs_tile::<4, GELU>(x, kp, w, next, out, n, cols),
+                    5 => pairs_tile::<5, GELU>(x, kp, w, next, out, n, cols),
+                    6 => pairs_tile::<6, GELU>(x, kp, w, next, out, n, cols),
+                    7 => pairs_tile::<7, GELU>(x, kp, w, next, out, n, cols),
+                    _ => pairs_tile::<PAIR_ROWS, GELU>(x, kp, w, next, out, n, cols),
                 }
                 r += step;
             }
@@ -609,11 +618,13 @@ impl PairsTask<'_> {
 
 /// `R` rows × one column group: for each input pair, the group's strips are loaded once
 /// and each row's pair is broadcast against them; the sums are added to `out` at the end
-/// (`cols` of the group's columns exist), through GELU if `GELU`.
+/// (`cols` of the group's columns exist), through GELU if `GELU`. Unless `next` is null, the
+/// same offsets of the group at `next` are prefetched as it goes.
 ///
 /// # Safety
 /// AVX-512F and AVX-512 BF16; `x` points at `R` rows of `kp` pairs, `w` at a group of `kp`
-/// pairs, `out` at `R` rows of stride `n` with `cols` writable columns.
+/// pairs, `out` at `R` rows of stride `n` with `cols` writable columns; `next` is null or a
+/// group like `w`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline]
@@ -623,6 +634,7 @@ unsafe fn pairs_tile<const R: usize, const GELU: bool>(
     x: *const u32,
     kp: usize,
     w: *const u16,
+    next: *const u16,
     out: *mut f32,
     n: usize,
     cols: usize,
@@ -631,6 +643,12 @@ unsafe fn pairs_tile<const R: usize, const GELU: bool>(
     let mut acc = [[_mm512_setzero_ps(); GROUP]; R];
     for p in 0..kp {
         let wp = w.add(p * GROUP * PAIR_STRIP);
+        if !next.is_null() {
+            // The pair's 128 bytes: two cache lines.
+            let np = next.add(p * GROUP * PAIR_STRIP);
+            _mm_prefetch::<_MM_HINT_T0>(np.cast());
+            _mm_prefetch::<_MM_HINT_T0>(np.add(PAIR_STRIP).cast());
+        }
         let mut wv = [_mm512_setzero_si512(); GROUP];
         for c in 0..GROUP {
             wv[c] = _mm512_loadu_si512(wp.add(c * PAIR_STRIP).cast());
