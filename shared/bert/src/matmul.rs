@@ -562,7 +562,7 @@ impl PairsTask<'_> {
                 let step = (rows.end - r).min(PAIR_ROWS);
                 // The first row tile of a group also brings the next group's weights into L1
                 // (from L3: the model's weights are far past L2); measured on Zen 5, a 20-token
-                // query on one thread 2.9 -> 2.0-2.2 ms.
+                // query on one thread 2.9 -> 1.9-2.2 ms.
                 let next = if r == rows.start && g + 1 < last {
                     w.add(self.group_len())
                 } else {
