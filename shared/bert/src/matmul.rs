@@ -467,16 +467,20 @@ fn pairs_matmul_acc(
     let tiles = tiles && amx::available();
     let xp = to_pairs(x, rows, input, kp);
     let groups = n.div_ceil(GROUP_COLS);
+    // Row blocks of equal size (whole row tiles), so no task is left with a short remainder.
     let row_blocks = rows.div_ceil(ROW_BLOCK);
+    let block_rows = rows.div_ceil(row_blocks).next_multiple_of(PAIR_ROWS);
+    let row_blocks = rows.div_ceil(block_rows);
     let threads = rayon::current_num_threads().max(1);
     let parts = (2 * threads).div_ceil(row_blocks).clamp(1, groups);
     let per_part = groups.div_ceil(parts);
     let parts = groups.div_ceil(per_part);
     let shared = SharedOut(out.as_mut_ptr());
     let bf16 = has_avx512_bf16();
+    // Column-part major: the tasks rayon hands one thread share their weights.
     (0..row_blocks * parts).into_par_iter().for_each(|task| {
-        let (block, part) = (task / parts, task % parts);
-        let rows = block * ROW_BLOCK..((block + 1) * ROW_BLOCK).min(rows);
+        let (part, block) = (task / row_blocks, task % row_blocks);
+        let rows = block * block_rows..((block + 1) * block_rows).min(rows);
         let groups = part * per_part..((part + 1) * per_part).min(groups);
         let task = PairsTask {
             xp: &xp,
