@@ -84,11 +84,21 @@ async fn concurrent_queries_get_exactly_the_vectors_they_get_alone() {
         for t in &texts {
             alone.push(embedder.embed(&[*t]).await.expect("embed one").remove(0));
         }
+        let passes = embedder.queue_passes();
         let together = futures_util::future::join_all(texts.iter().map(|t| {
             let e = &embedder;
             async move { e.embed(&[*t]).await }
         }))
         .await;
+        if kernel.batch_invariant() {
+            // ...including when they share forward passes (queued queries go in together).
+            let shared = embedder.queue_passes() - passes;
+            assert!(
+                shared < texts.len() as u64,
+                "{kernel:?}: {} concurrent queries took {shared} passes",
+                texts.len()
+            );
+        }
         for ((t, a), b) in texts.iter().zip(&alone).zip(together) {
             let b = b.expect("embed concurrently").remove(0);
             assert!(

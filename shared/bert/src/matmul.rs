@@ -61,6 +61,13 @@ impl Kernel {
         }
     }
 
+    /// Whether a text's vector is the same, bit for bit, whichever texts share its pass: every
+    /// row's sums are taken in one order however many rows there are (the bfloat16 kernels). The
+    /// f32 kernel hands more than a few rows to a general gemm, which sums in another order.
+    pub fn batch_invariant(self) -> bool {
+        matches!(self, Kernel::Amx | Kernel::Bf16)
+    }
+
     /// The kernel and the instruction set it runs with here, for logs and benchmarks.
     pub fn describe(self) -> &'static str {
         match self {
@@ -469,7 +476,8 @@ fn pairs_matmul_acc(
     let groups = n.div_ceil(GROUP_COLS);
     // Row blocks of equal size (whole row tiles), so no task is left with a short remainder.
     let row_blocks = rows.div_ceil(ROW_BLOCK);
-    let block_rows = rows.div_ceil(row_blocks).next_multiple_of(PAIR_ROWS);
+    let tile = if tiles { 2 * amx::TILE_ROWS } else { PAIR_ROWS };
+    let block_rows = rows.div_ceil(row_blocks).next_multiple_of(tile);
     let row_blocks = rows.div_ceil(block_rows);
     let threads = rayon::current_num_threads().max(1);
     let parts = (2 * threads).div_ceil(row_blocks).clamp(1, groups);

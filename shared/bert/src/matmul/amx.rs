@@ -17,7 +17,7 @@ use super::{gelu_avx512, PairsTask, GROUP, GROUP_COLS, PAIR_STRIP};
 /// of this kernel hold a whole number of them.
 pub(super) const TILE_PAIRS: usize = 16;
 /// Rows of an activation tile (and of a sum tile).
-const TILE_ROWS: usize = 16;
+pub(super) const TILE_ROWS: usize = 16;
 
 /// Whether the CPU has AMX-BF16 and the OS lets this process use it (asked once).
 pub(super) fn available() -> bool {
