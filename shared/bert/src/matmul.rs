@@ -350,8 +350,9 @@ const PAIR_ROWS: usize = 8;
 /// bfloat16 values per strip and input pair: 16 columns × 2 inputs.
 const PAIR_STRIP: usize = 32;
 const GROUP_COLS: usize = GROUP * 16;
-/// Rows per task when the rows are split between threads (a batch); a query's rows (fewer than
-/// this) are split by column groups instead.
+/// At most this many rows per task when the rows are split between threads (a batch; the blocks
+/// are made equal, in whole row tiles); a query's rows (no more than this) are split by column
+/// groups instead.
 const ROW_BLOCK: usize = 64;
 
 /// W (a torch weight, `output × input`, f32, row-major) as bfloat16, laid out for `vdpbf16ps`: inputs are taken
